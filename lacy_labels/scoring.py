@@ -1,0 +1,137 @@
+"""Reference-model per-token losses: ref_loss[i] = -log p(token_i | start token, tokens < i).
+
+Documents are cut into windows of at most `window` positions; a window after the first starts
+`min_context` positions before the first token it scores, so every token keeps at least that much
+left context and memory stays bounded for any document length. Windows of many documents are
+sorted by length and batched under a token budget (little compute goes to padding); the vocabulary
+projection runs in row chunks so that logits for a whole batch never sit in memory at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lacy_labels.reference import Reference
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    window: int = 1024
+    min_context: int | None = None  # default: window // 2
+    batch_tokens: int = 2048  # padded positions per forward batch (raise it on a GPU)
+    row_chunk: int = 1024  # target rows per vocabulary projection
+
+    def context(self) -> int:
+        c = self.window // 2 if self.min_context is None else self.min_context
+        if not 0 <= c < self.window:
+            raise ValueError(
+                f"min_context must be in [0, window): got {c} for window {self.window}"
+            )
+        return c
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Sequence positions [a, b) of document `doc`, scoring targets keep..b-1 (sequence indices)."""
+
+    doc: int
+    a: int
+    b: int
+    keep: int
+
+
+def plan_windows(doc: int, length: int, window: int, context: int) -> list[Segment]:
+    """Windows over a sequence of `length` positions (start token included)."""
+    if length < 2:
+        return []
+    segs, a, keep = [], 0, 1
+    while True:
+        b = min(a + window, length)
+        segs.append(Segment(doc, a, b, keep))
+        if b == length:
+            return segs
+        keep, a = b, b - context
+
+
+def plan_batches(segs: list[Segment], batch_tokens: int) -> list[list[Segment]]:
+    """Longest-first length bucketing: each batch's rows x longest row <= batch_tokens."""
+    order = sorted(segs, key=lambda s: (-(s.b - s.a), s.doc, s.a))
+    batches, cur = [], []
+    for s in order:
+        longest = (cur[0].b - cur[0].a) if cur else (s.b - s.a)
+        if cur and (len(cur) + 1) * longest > batch_tokens:
+            batches.append(cur)
+            cur = []
+        cur.append(s)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+class Scorer:
+    """Scores token-id arrays with a loaded reference model."""
+
+    def __init__(self, ref: Reference, config: ScoreConfig = ScoreConfig()):
+        cfg = getattr(ref.model.config, "final_logit_softcapping", None)
+        if cfg:
+            raise ValueError("models with final-logit softcapping are not supported")
+        self.ref = ref
+        self.config = config
+        self.context = config.context()
+        self.backbone = ref.model.base_model
+        self.head = ref.model.get_output_embeddings()
+        self.device = next(ref.model.parameters()).device
+
+    def sequences(self, docs: list[np.ndarray]) -> list[np.ndarray]:
+        start = self.ref.start_token_id
+        if start is None:
+            return [np.asarray(d, dtype=np.int64) for d in docs]
+        return [np.concatenate([[start], np.asarray(d, dtype=np.int64)]) for d in docs]
+
+    def score(self, docs: list[np.ndarray]) -> list[np.ndarray]:
+        """float32 losses per token of each document (NaN where undefined: the first token of a
+        model without a plain-text start token)."""
+        import torch
+
+        seqs = self.sequences(docs)
+        offset = 0 if self.ref.start_token_id is None else 1
+        out = [np.full(len(d), np.nan, dtype=np.float32) for d in docs]
+        segs = [s for i, q in enumerate(seqs) for s in plan_windows(i, len(q), *self._wc())]
+        with torch.inference_mode():
+            for batch in plan_batches(segs, self.config.batch_tokens):
+                losses = self._forward(batch, seqs)
+                for s, loss in zip(batch, losses):
+                    out[s.doc][s.keep - offset : s.b - offset] = loss
+        return out
+
+    def _wc(self) -> tuple[int, int]:
+        return self.config.window, self.context
+
+    def _forward(self, batch: list[Segment], seqs: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        width = max(s.b - s.a for s in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        rows, cols, targets = [], [], []
+        for r, s in enumerate(batch):
+            ids[r, : s.b - s.a] = seqs[s.doc][s.a : s.b]
+            mask[r, : s.b - s.a] = 1
+            t = np.arange(s.keep, s.b)
+            rows.append(np.full(len(t), r))
+            cols.append(t - 1 - s.a)
+            targets.append(seqs[s.doc][s.keep : s.b])
+        ids_t = torch.from_numpy(ids).to(self.device)
+        mask_t = torch.from_numpy(mask).to(self.device)
+        hidden = self.backbone(input_ids=ids_t, attention_mask=mask_t).last_hidden_state
+        h = hidden[torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(cols))]
+        tgt = torch.from_numpy(np.concatenate(targets)).to(self.device)
+        loss = torch.empty(len(tgt), dtype=torch.float32, device=self.device)
+        step = self.config.row_chunk
+        for i in range(0, len(tgt), step):
+            logits = self.head(h[i : i + step]).float()
+            picked = logits.gather(1, tgt[i : i + step, None])[:, 0]
+            loss[i : i + step] = torch.logsumexp(logits, dim=-1) - picked
+        flat = loss.cpu().numpy()
+        return np.split(flat, np.cumsum([s.b - s.keep for s in batch])[:-1])
