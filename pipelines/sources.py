@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
@@ -13,6 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from lacy_labels.corpus import wiki_json_path
 
 SHIPPED = "shipped:wikipedia"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".arrow", ".txt", ".txt.gz")
 
 
@@ -54,7 +56,24 @@ def _is_file(path: str) -> bool:
 
 
 def read_file(path: str, text_field="text", id_field="id", txt_mode="file") -> Iterator[dict]:
-    """Raw records of one file, streamed."""
+    """Raw records of one file, streamed. Lone surrogates (which no coder can serialise) are
+    turned into errors here, before records travel between stages."""
+    for raw in _read_any(path, text_field, id_field, txt_mode):
+        if any(isinstance(raw.get(k), str) and _SURROGATE.search(raw[k]) for k in ("text", "id")):
+            rid = raw.get("id")
+            raw = {
+                "source": raw["source"],
+                "index": raw["index"],
+                "reason": "lone_surrogate",
+                "error": "text or id holds an unpaired UTF-16 surrogate",
+                "id": rid.encode("utf-8", "backslashreplace").decode()
+                if isinstance(rid, str)
+                else rid,
+            }
+        yield raw
+
+
+def _read_any(path, text_field, id_field, txt_mode):
     if path == SHIPPED:
         yield from _read_json(str(wiki_json_path()), path, "extract", id_field)
         return
@@ -80,7 +99,7 @@ def read_file(path: str, text_field="text", id_field="id", txt_mode="file") -> I
 
 def _read_jsonl(path, text_field, id_field):
     with FileSystems.open(path) as f:
-        for i, line in enumerate(f, start=1):
+        for i, line in enumerate(iter(f.readline, b""), start=1):  # CompressedFile: no iter
             if not line.strip():
                 continue
             base = {"source": path, "index": i}

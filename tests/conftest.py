@@ -49,3 +49,27 @@ def wiki_docs():
     from lacy_labels.corpus import iter_wiki_docs
 
     return list(iter_wiki_docs(limit=12))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smol_tok):
+    """A small random Llama with SmolLM2's real tokenizer, saved as a local model folder: the
+    real loading and scoring code paths, fast enough for 100k-token documents in tests."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(smol_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    smol_tok.save_pretrained(path)
+    return path

@@ -1,0 +1,232 @@
+"""The Beam pipeline end to end: real spaCy, the real tokenizer, the real (or a tiny local)
+reference model, real runners, real Parquet."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from lacy_labels.schema import SCHEMA, read_metadata, validate_table
+from pipelines import label
+
+pytestmark = pytest.mark.slow
+
+
+def write_jsonl(path, records):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return path
+
+
+def run(out, *args):
+    stats = label.run(["--output", str(out), *map(str, args)])
+    table = pq.read_table(out / "data")
+    rejects = [
+        json.loads(line) for line in (out / "rejects/rejects.jsonl").read_text().splitlines()
+    ]
+    return stats, table, rejects
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory, wiki_docs):
+    path = tmp_path_factory.mktemp("in") / "docs.jsonl"
+    return write_jsonl(path, [{"id": d["id"], "text": d["text"][:300]} for d in wiki_docs[:4]])
+
+
+def test_end_to_end_with_the_real_reference_model(tmp_path, small_input):
+    out = tmp_path / "out"
+    stats, table, rejects = run(out, "--input", small_input)
+    assert table.num_rows == 4 and rejects == []
+    assert table.schema.equals(SCHEMA, check_metadata=False)
+    validate_table(table)
+    meta = read_metadata(pq.read_schema(next((out / "data").glob("*.parquet"))))
+    assert meta["spacy_model_version"].startswith("3.8")
+    assert meta["reference_gguf_sha256"] and meta["label_rule"]["rule"] == "lacy"
+    assert stats["documents_in"] == stats["documents_out"] == 4
+    assert stats["tokens"] == sum(len(x) for x in table["input_ids"].to_pylist())
+    rows = table.to_pylist()
+    for r in rows:
+        assert all(f for f, d in zip(r["is_fact"], r["delegate"]) if d)  # delegate => fact
+        assert all(loss is not None for loss in r["ref_loss"])
+    facts = [loss for r in rows for loss, f in zip(r["ref_loss"], r["is_fact"]) if f]
+    share = sum(loss >= stats["threshold"] for loss in facts) / len(facts)
+    assert 0.55 <= share <= 0.65  # the top 60% of facts by loss are delegated
+    assert stats["delegated_tokens"] == sum(sum(r["delegate"]) for r in rows)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["settings"]["rule"] == "lacy" and cfg["provenance"]["spacy_model"]
+
+
+def test_existing_output_is_refused_without_overwrite(tmp_path, small_input):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        label.run(["--output", str(out), "--input", str(small_input)])
+    assert (out / "keep.txt").read_text() == "precious"
+    assert label.main(["--output", str(out), "--input", str(small_input)]) == 2
+
+
+def hostile_records(tmp_path):
+    lines = [
+        json.dumps({"id": "good", "text": "Ada Lovelace was born in London in 1815."}).encode(),
+        b'{"id": "broken", "text": "no closing',
+        b'{"id": "latin1", "text": "caf\xe9"}',
+        json.dumps({"id": "notext"}).encode(),
+        json.dumps({"id": "int", "text": 42}).encode(),
+        json.dumps({"id": "empty", "text": ""}).encode(),
+        json.dumps({"id": "spaces", "text": " \n\t "}).encode(),
+        b'{"id": "surrogate", "text": "half \\ud800 pair"}',
+        json.dumps({"id": "dup", "text": "First copy in Paris."}).encode(),
+        json.dumps({"id": "dup", "text": "Second copy in Rome."}).encode(),
+        json.dumps({"text": "No id at all, written in 2024."}).encode(),
+        json.dumps({"id": "ctrl", "text": "NUL\x00 and \x07bell\x1b and \x04 in Oslo"}).encode(),
+        json.dumps({"id": "token20k", "text": "x" * 20_000}).encode(),
+        json.dumps({"id": "doc300k", "text": "Rome is in Italy. " * 16_667}).encode(),
+        json.dumps(
+            {"id": "odd", "text": "\ufeff👩‍👩‍👧 🇫🇷 東京 שלום e\u0301 \U00040000 end"}
+        ).encode(),
+        b'["an", "array"]',
+    ]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in/hostile.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "in/bad.txt").write_bytes(b"\xff\xfe not utf-8")
+    (tmp_path / "in/corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
+    return len(lines) + 2
+
+
+def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
+    n = hostile_records(tmp_path)
+    stats, table, rejects = run(
+        tmp_path / "out",
+        "--input",
+        tmp_path / "in",
+        "--reference_model",
+        tiny_model_dir,
+        "--max_chars",
+        400_000,
+    )
+    assert table.num_rows + len(rejects) == n == stats["documents_in"]
+    assert stats["documents_out"] + stats["documents_rejected"] == n
+    reasons = {
+        r["id"] or f"{r['source'].rsplit('/', 1)[1]}#{r['index']}": r["reason"] for r in rejects
+    }
+    assert reasons == {
+        "hostile.jsonl#2": "malformed_record",
+        "hostile.jsonl#3": "invalid_utf8",
+        "notext": "missing_text",
+        "int": "text_not_string",
+        "empty": "empty_text",
+        "spaces": "empty_text",
+        "surrogate": "lone_surrogate",
+        "dup": "duplicate_id",
+        "bad": "invalid_utf8",
+        "corrupt.parquet#-1": "malformed_record",
+        "hostile.jsonl#16": "malformed_record",
+    }
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rows["dup"]["text"] == "First copy in Paris."
+    assert rows["ctrl"]["text"] == "NUL  and  bell  and   in Oslo"
+    assert len(rows["doc300k"]["input_ids"]) > 60_000
+    assert any(k.startswith("sha256-") for k in rows)
+    odd = rows["odd"]
+    assert "\U00040000" not in odd["text"] and "\ufffd" in odd["text"]
+    for r in rows.values():  # every non-space character is covered by a subword
+        covered = set()
+        for s, e in zip(r["char_start"], r["char_end"]):
+            covered.update(range(s, e))
+        assert all(i in covered for i, c in enumerate(r["text"]) if not c.isspace())
+
+
+def test_same_rows_across_runs_runners_and_worker_counts(tmp_path, small_input, tiny_model_dir):
+    common = ["--input", small_input, "--reference_model", tiny_model_dir, "--docs_per_batch", 2]
+    _, a, _ = run(tmp_path / "a", *common)
+    _, b, _ = run(tmp_path / "b", *common)
+    _, c, _ = run(
+        tmp_path / "c",
+        *common,
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+        "--threads",
+        1,
+    )
+    assert a.num_rows == 4
+    assert a.to_pylist() == b.to_pylist() == c.to_pylist()
+    names = sorted(p.name for p in (tmp_path / "a/data").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "c/data").iterdir())
+    assert names == ["train-00000-of-00001.parquet"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def test_portable_runner_with_external_worker_pool(tmp_path, small_input, tiny_model_dir):
+    """What Flink runs: Beam's job service plus a separate worker pool on loopback."""
+    job_port, pool_port = free_port(), free_port()
+    # The pool starts workers with a plain `python`: it must be this environment's.
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apache_beam.runners.portability.local_job_service_main",
+                "-p",
+                str(job_port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "apache_beam.runners.worker.worker_pool_main",
+                f"--service_port={pool_port}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
+    ]
+    try:
+        wait_for_port(job_port, procs[0])
+        wait_for_port(pool_port, procs[1])
+        stats, table, rejects = run(
+            tmp_path / "out",
+            "--input",
+            small_input,
+            "--reference_model",
+            tiny_model_dir,
+            "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{job_port}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{pool_port}",
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+    assert table.num_rows == 4 and stats["documents_out"] == 4 and rejects == []
+    validate_table(table)
