@@ -21,6 +21,7 @@ from apache_beam.utils import shared
 from lacy_labels import __version__
 from lacy_labels.validate import resolve_duplicates, validate
 from pipelines import outputs, stats
+from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
 from pipelines.sources import expand_inputs, read_file
 from pipelines.transforms import (
@@ -251,6 +252,12 @@ def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
     outputs.write_json(f"{out}/stats.json", summary)
     if summary["documents_out"] == 0:
         outputs.write_shard(out, 0, 1, [], meta, cfg.row_group_rows)
+    card = render_card(cfg.to_dict(), meta, summary)
+    outputs.write_bytes(f"{out}/README.md", card.encode("utf-8"))
+    if cfg.report:
+        from pipelines.report import write_report
+
+        write_report(out, cfg.samples_in_report)
     return summary
 
 

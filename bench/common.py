@@ -1,0 +1,26 @@
+"""Shared helpers for the benchmarks: shipped documents, peak RSS, the JSON last line."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def wiki_docs(n: int, offset: int = 0) -> list[dict]:
+    from lacy_labels.corpus import iter_wiki_docs
+
+    return list(iter_wiki_docs(limit=n, offset=offset))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def emit(figures: dict) -> None:
+    """Print the figures as one JSON object on the last line."""
+    print(json.dumps(figures, sort_keys=True), flush=True)

@@ -1,0 +1,114 @@
+"""End-to-end pipeline throughput vs the stage bound and a naive loop, plus 4x scaling.
+
+    python bench/pipeline.py --docs 100
+
+e2e: `python -m pipelines.label` on N shipped leads (a subprocess, default local runner; its
+wall time includes worker model loading). stage bound: 1 / (1/g + 1/s) from the grammar stage
+and the scoring stage run alone in this process on the same documents. naive: `nlp(text)` then
+one forward per document. scale_4x_time_ratio: pipeline time for 4N docs / time for N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from bench.common import emit, wiki_docs  # noqa: E402
+
+
+def run_pipeline(n: int, out: str, extra: list[str]) -> dict:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.label",
+        "--output",
+        out,
+        "--limit",
+        str(n),
+        "--overwrite",
+        "--report",
+        "false",
+        *extra,
+    ]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    with open(os.path.join(out, "stats.json")) as f:
+        return json.load(f)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--docs", type=int, default=100)
+    ap.add_argument("--pipeline-args", default="", help="extra flags for pipelines.label")
+    args = ap.parse_args()
+    extra = args.pipeline_args.split()
+
+    import torch
+
+    from lacy_labels.annotate import Annotator
+    from lacy_labels.reference import load_reference
+    from lacy_labels.scoring import Scorer
+
+    tmp = tempfile.mkdtemp(prefix="lacy-bench-")
+    small = run_pipeline(args.docs, f"{tmp}/n", extra)
+    large = run_pipeline(4 * args.docs, f"{tmp}/4n", extra)
+    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    docs = wiki_docs(args.docs)
+    ref = load_reference()
+    ann = Annotator(ref.tokenizer)
+    scorer = Scorer(ref)
+    ann.annotate(docs[:4])
+    t = time.perf_counter()
+    records = ann.annotate(docs)
+    g_s = time.perf_counter() - t
+    tokens = sum(len(r["input_ids"]) for r in records)
+    scorer.score([r["input_ids"] for r in records[:4]])
+    t = time.perf_counter()
+    scorer.score([r["input_ids"] for r in records])
+    s_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for d in docs:
+            ann.nlp(d["text"])
+            ids = ref.tokenizer(d["text"], add_special_tokens=False)["input_ids"]
+            x = torch.tensor([[ref.start_token_id, *ids]])
+            logp = torch.log_softmax(ref.model(input_ids=x).logits[0, :-1].float(), -1)
+            logp.gather(1, x[0, 1:, None])
+    naive_s = time.perf_counter() - t
+
+    g, s = tokens / g_s, tokens / s_s
+    bound = 1 / (1 / g + 1 / s)
+    e2e = small["tokens"] / small["wall_time_s"]
+    emit(
+        {
+            "docs": args.docs,
+            "tokens": small["tokens"],
+            "e2e_tokens_per_s": round(e2e, 1),
+            "grammar_stage_tokens_per_s": round(g, 1),
+            "scoring_stage_tokens_per_s": round(s, 1),
+            "stage_bound_tokens_per_s": round(bound, 1),
+            "e2e_vs_stage_bound": round(e2e / bound, 3),
+            "naive_tokens_per_s": round(tokens / naive_s, 1),
+            "speedup_vs_naive": round(e2e / (tokens / naive_s), 3),
+            "time_n_s": small["wall_time_s"],
+            "time_4n_s": large["wall_time_s"],
+            "tokens_4n": large["tokens"],
+            "scale_4x_time_ratio": round(large["wall_time_s"] / small["wall_time_s"], 3),
+            "peak_rss_mb": round(worker_rss, 1),
+            "pipeline_args": extra,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

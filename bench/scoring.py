@@ -1,0 +1,109 @@
+"""Reference-model scoring throughput: the batched Scorer vs a naive per-document loop, on the
+same documents in the same run, with MFU against this machine's measured fp32 matmul rate.
+
+    python bench/scoring.py --docs 100 [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import emit, peak_rss_mb, wiki_docs  # noqa: E402
+
+
+def matmul_flops(torch, device: str, n: int = 2048, reps: int = 10) -> float:
+    """Measured fp32 matmul FLOP/s on this machine (best of a few runs)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * reps / best
+
+
+def naive_losses(torch, model, ids, start, device):
+    """One unbatched forward per document, full logits, log-softmax."""
+    out = []
+    with torch.inference_mode():
+        for d in ids:
+            x = torch.tensor([[start, *d.tolist()]], device=device)
+            logp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), -1)
+            out.append((-logp.gather(1, x[0, 1:, None])[:, 0]).cpu().numpy())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--docs", type=int, default=100)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from lacy_labels.reference import load_reference
+    from lacy_labels.scoring import ScoreConfig, Scorer
+    from lacy_labels.tokens import encode_batch
+
+    ref = load_reference(device=args.device, threads=args.threads)
+    bt = args.batch_tokens or (2048 if args.device == "cpu" else 65536)
+    scorer = Scorer(ref, ScoreConfig(batch_tokens=bt))
+    ids = [i for i, _ in encode_batch(ref.tokenizer, [d["text"] for d in wiki_docs(args.docs)])]
+    tokens = sum(len(i) for i in ids)
+    scorer.score(ids[:4])  # warm-up
+
+    t = time.perf_counter()
+    got = scorer.score(ids)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    batched_s = time.perf_counter() - t
+    scorer_peak_rss = peak_rss_mb()  # before the naive loop's full-vocabulary logits
+    naive_losses(torch, ref.model, ids[:2], ref.start_token_id, args.device)  # warm-up
+    t = time.perf_counter()
+    want = naive_losses(torch, ref.model, ids, ref.start_token_id, args.device)
+    naive_s = time.perf_counter() - t
+
+    params = sum(p.numel() for p in ref.model.parameters())
+    flops_per_token = 2 * params  # tied embeddings: the lookup is free, the head is a matmul
+    peak = matmul_flops(torch, args.device)
+    tps = tokens / batched_s
+    emit(
+        {
+            "device": args.device,
+            "docs": len(ids),
+            "tokens": tokens,
+            "batch_tokens": bt,
+            "tokens_per_s": round(tps, 1),
+            "naive_tokens_per_s": round(tokens / naive_s, 1),
+            "speedup_vs_naive": round(naive_s / batched_s, 3),
+            "model_gflop_per_token": round(flops_per_token / 1e9, 4),
+            "matmul_gflop_per_s": round(peak / 1e9, 1),
+            "mfu": round(tps * flops_per_token / peak, 3),
+            "naive_mfu": round(tokens / naive_s * flops_per_token / peak, 3),
+            "max_abs_loss_diff_vs_full_forward": float(
+                max(np.abs(a - b).max() for a, b in zip(got, want) if len(a))
+            ),
+            "mean_loss": round(float(np.concatenate(got).mean()), 4),
+            "peak_rss_mb": scorer_peak_rss,
+            "peak_rss_mb_incl_naive": peak_rss_mb(),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

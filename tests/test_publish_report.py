@@ -1,0 +1,140 @@
+"""Hub-ready output: the dataset card, datasets.load_dataset, the publish CLI (network-free), and
+the HTML report rendered in headless Chromium."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from pipelines import label, publish
+from pipelines.report import write_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("pub") / "out"
+    label.run(
+        [
+            "--output",
+            str(out),
+            "--limit",
+            "12",
+            "--reference_model",
+            str(tiny_model_dir),
+            "--shard_rows",
+            "5",
+        ]
+    )
+    return out
+
+
+def test_dataset_card_and_load_dataset(labelled):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(labelled / "README.md")
+    assert card.data.license == "cc-by-sa-4.0" and card.data.language == ["en"]
+    assert card.data.configs[0]["data_files"][0]["path"] == "data/*.parquet"
+    assert "`delegate`" in card.text and "spacy_model_version" in card.text
+    ds = datasets.load_dataset(str(labelled), split="train")
+    assert ds.num_rows == 12
+    assert len(list((labelled / "data").glob("*.parquet"))) == 3
+    assert ds.features["input_ids"].feature.dtype == "int32"
+    assert ds.features["delegate"].feature.dtype == "bool"
+    assert ds.features["ref_loss"].feature.dtype == "float32"
+
+
+def test_dry_run_lists_every_file_without_network(labelled, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_that_must_not_print")
+    assert (
+        publish.main([str(labelled), "--repo-id", "org/lacy-wiki", "--dry-run", "--revision", "v1"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "datasets/org/lacy-wiki" in out and "revision: v1" in out and "token: found" in out
+    for name in (
+        "README.md",
+        "stats.json",
+        "config.json",
+        "report.html",
+        "rejects/rejects.jsonl",
+        "data/train-00000-of-00003.parquet",
+    ):
+        assert name in out
+    assert "hf_secret" not in out
+
+
+@pytest.mark.parametrize("repo_id", ["no-slash", "a/b/c", "bad id/x", "org/"])
+def test_invalid_repo_id(labelled, repo_id, capsys):
+    assert publish.main([str(labelled), "--repo-id", repo_id, "--dry-run"]) == 2
+    assert "invalid repo id" in capsys.readouterr().err
+
+
+def test_not_a_labelled_dataset(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("hi")
+    assert publish.main([str(tmp_path), "--repo-id", "org/name"]) == 2
+    assert "not a labelled dataset" in capsys.readouterr().err
+    assert publish.main([str(tmp_path / "nope"), "--repo-id", "org/name"]) == 2
+
+
+def test_missing_token(labelled, monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setattr(publish, "find_token", lambda: None)
+    assert publish.main([str(labelled), "--repo-id", "org/name"]) == 2
+    assert "no Hugging Face token" in capsys.readouterr().err
+
+
+def test_report_is_self_contained(labelled):
+    page = (labelled / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert 'class="t delegate"' in page and 'class="t fact"' in page and "loss " in page
+    assert "http://" not in page and "https://" not in page
+    stats = json.loads((labelled / "stats.json").read_text())
+    assert f"<td>{stats['documents_in']}</td>" in page
+    assert write_report(str(labelled), 2).endswith("report.html")
+
+
+def chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian package chromium is not installed")
+def test_report_renders_in_headless_chromium(labelled, tmp_path):
+    shot = tmp_path / "shot.png"
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,2400",
+        f"--screenshot={shot}",
+        (labelled / "report.html").as_uri(),
+    ]
+    subprocess.run(cmd, check=True, timeout=120, capture_output=True)
+    dom = subprocess.run(
+        cmd[:-2] + ["--dump-dom", (labelled / "report.html").as_uri()],
+        check=True,
+        timeout=120,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert dom.count("<img") == 3 and 'class="t delegate"' in dom
+    from PIL import Image
+
+    img = Image.open(shot).convert("RGB")
+    assert img.size[0] >= 1000
+    colors = img.getcolors(maxcolors=1 << 20)
+    # The highlighted delegated tokens (#ff9f80) and the plots' bars (#e0502a) are painted.
+    painted = {c for _, c in colors}
+    assert (255, 159, 128) in painted
+    assert any(abs(r - 0xE0) < 8 and abs(g - 0x50) < 8 and abs(b - 0x2A) < 8 for r, g, b in painted)

@@ -1,0 +1,1 @@
+"""The <CALL> trainer and cascade generation (not implemented yet: see the trainer issue)."""
