@@ -1,0 +1,224 @@
+"""Trainer: objective math on hand-made tensors, real training steps on real shards, resume,
+cascade calls, bad shards."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trainer.data import SequenceLoader, ShardError, iter_sequences
+from trainer.objectives import compute_loss, nll_without_call, top_fraction
+
+V, CALL = 7, 6
+
+
+def hand_batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, 5, V, generator=g)
+    targets = torch.randint(0, CALL, (2, 5), generator=g)
+    fact = torch.tensor([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], dtype=torch.bool)
+    dele = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 1, 0, 0]], dtype=torch.bool)
+    ref = torch.tensor([[0.5, 1.0, float("nan"), 2.0, 0.1], [3.0, 0.2, 0.3, 0.4, 0.5]])
+    return logits, targets, dele, fact, ref
+
+
+def test_renormalised_nll_equals_nll_over_vocab_without_call():
+    logits, targets, *_ = hand_batch()
+    got = nll_without_call(logits, targets, CALL)
+    want = F.cross_entropy(logits[..., :CALL].transpose(1, 2), targets, reduction="none")
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_lacy_delegated_targets_become_call():
+    logits, targets, dele, fact, ref = hand_batch()
+    loss, st = compute_loss("lacy", logits, targets, dele, fact, ref, CALL)
+    full = -torch.log_softmax(logits, -1)[..., CALL]
+    per = torch.where(dele, full, nll_without_call(logits, targets, CALL))
+    assert torch.allclose(loss, per.mean())
+    assert st == {"gt_targets": 7, "call_targets": 3, "trained_targets": 10}
+
+
+def test_online_selections_pick_the_right_tokens():
+    values = torch.tensor([[5.0, 1.0, 3.0, 4.0, 2.0], [0.5, 9.0, 8.0, 0.1, 7.0]])
+    fact = torch.tensor([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], dtype=torch.bool)
+    sel = top_fraction(values, fact, 0.6)  # 6 facts -> top 4: 9, 8, 7, 5
+    assert sel.nonzero().tolist() == [[0, 0], [1, 1], [1, 2], [1, 4]]
+    every = top_fraction(values, torch.ones_like(fact), 0.2)  # 10 targets -> top 2: 9, 8
+    assert every.nonzero().tolist() == [[1, 1], [1, 2]]
+
+    logits, targets, dele, fact, ref = hand_batch(1)
+    cur = nll_without_call(logits, targets, CALL)
+    _, st = compute_loss("lacy-online", logits, targets, dele, fact, ref, CALL)
+    assert st["call_targets"] == round(0.6 * int(fact.sum()))
+    _, st = compute_loss("loss-online", logits, targets, dele, fact, ref, CALL)
+    assert st["call_targets"] == round(0.15 * 10)
+    loss, st = compute_loss("rho", logits, targets, dele, fact, ref, CALL)
+    excess = torch.where(torch.isnan(ref), torch.tensor(float("-inf")), cur - ref.nan_to_num())
+    keep = excess.flatten().argsort(descending=True)[: round(0.6 * 9)]
+    assert torch.allclose(loss, cur.flatten()[keep].mean())
+    assert st == {"gt_targets": 5, "call_targets": 0, "trained_targets": 5}
+
+
+def test_ignore_facts_and_standard():
+    logits, targets, dele, fact, ref = hand_batch()
+    loss, st = compute_loss("ignore-facts", logits, targets, dele, fact, ref, CALL)
+    assert torch.allclose(loss, nll_without_call(logits, targets, CALL)[~fact].mean())
+    assert st["gt_targets"] == int((~fact).sum())
+    loss, st = compute_loss("standard", logits, targets, dele, fact, ref, CALL)
+    assert torch.allclose(loss, F.cross_entropy(logits.transpose(1, 2), targets))
+    with pytest.raises(ValueError):
+        compute_loss("nope", logits, targets, dele, fact, ref, CALL)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, tiny_model_dir):
+    from pipelines import label
+
+    out = tmp_path_factory.mktemp("shards") / "out"
+    label.run(
+        [
+            "--output",
+            str(out),
+            "--limit",
+            "20",
+            "--reference_model",
+            str(tiny_model_dir),
+            "--report",
+            "false",
+        ]
+    )
+    return out
+
+
+def test_sequences_carry_labels_aligned_with_targets(shards):
+    loader = SequenceLoader(shards, seq_len=32, batch_size=2, eot_id=0)
+    b = loader.next_batch()
+    assert b.input_ids.shape == b.targets.shape == b.delegate.shape == (2, 32)
+    assert (b.input_ids[:, 1:] == b.targets[:, :-1]).all()
+    row = pq.read_table(next((shards / "data").glob("*.parquet"))).to_pylist()[0]
+    assert b.input_ids[0, :10].tolist() == row["input_ids"][:10]
+    assert b.delegate[0, :9].tolist() == row["delegate"][1:10]
+    assert loader.position == 2
+
+
+def small_cfg(shards, out, **kw):
+    from trainer.train import TrainConfig
+
+    kw = {"objective": "lacy", "max_steps": 6} | kw
+    return TrainConfig(
+        data=str(shards),
+        output=str(out),
+        seq_len=32,
+        batch_size=4,
+        warmup_steps=3,
+        lr=3e-3,
+        log_every=1,
+        progress=False,
+        **kw,
+    )
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_the_loss(shards, tmp_path):
+    from trainer.train import Trainer
+
+    hist = Trainer(small_cfg(shards, tmp_path / "ck", max_steps=25)).fit()
+    first, last = np.mean([h["loss"] for h in hist[:3]]), np.mean([h["loss"] for h in hist[-3:]])
+    assert last < first - 1.0
+    lines = (tmp_path / "ck/metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 25 and {"step", "loss"} <= set(json.loads(lines[0]))
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "ck")
+    assert model.config.vocab_size == 49153
+
+
+@pytest.mark.slow
+def test_resume_gives_the_same_next_steps(shards, tmp_path):
+    from trainer.train import Trainer
+
+    full = Trainer(small_cfg(shards, tmp_path / "a", objective="lacy-online")).fit()
+    part = Trainer(small_cfg(shards, tmp_path / "b", objective="lacy-online"))
+    for _ in range(3):
+        part.train_step()
+    part.save()
+    resumed = Trainer(small_cfg(shards, tmp_path / "b", objective="lacy-online", resume=True))
+    assert resumed.step == 3 and resumed.loader.position == 12
+    rest = resumed.fit()
+    assert [h["loss"] for h in rest] == [h["loss"] for h in full[3:]]
+    a = torch.load(tmp_path / "a/training_state.pt", weights_only=False)
+    b = torch.load(tmp_path / "b/training_state.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6 and a["gt_tokens"] == b["gt_tokens"]
+    from safetensors.torch import load_file
+
+    wa, wb = (
+        load_file(tmp_path / "a/model.safetensors"),
+        load_file(tmp_path / "b/model.safetensors"),
+    )
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.slow
+def test_cascade_calls_exactly_where_the_call_logit_is_forced(shards, tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.cascade import generate
+    from trainer.model import call_id, load_checkpoint
+    from trainer.train import Trainer
+
+    Trainer(small_cfg(shards, tmp_path / "ck", max_steps=2)).fit()
+    small, tok = load_checkpoint(tmp_path / "ck")
+    large = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    call = call_id(tok)
+
+    def force(step, logits):
+        logits[call] = 1e4 if step in (2, 5) else -1e4
+        return logits
+
+    marked, char_spans, tok_spans = generate(
+        small,
+        tok,
+        large,
+        "Paris is",
+        max_new_tokens=8,
+        threshold=0.5,
+        call_logit_fn=force,
+        max_call_tokens=1,
+    )
+    assert tok_spans == [(2, 3), (5, 6)]
+    assert marked.count("⟦") == 2 and len(char_spans) == 2
+
+
+def write_rows(path, rows, schema=None):
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def test_bad_shards_give_clear_errors(tmp_path):
+    good = {
+        "input_ids": [1, 2, 3],
+        "delegate": [False] * 3,
+        "is_fact": [True] * 3,
+        "ref_loss": [1.0, 2.0, 3.0],
+    }
+    (tmp_path / "missing").mkdir()
+    write_rows(tmp_path / "missing/a.parquet", [{k: v for k, v in good.items() if k != "delegate"}])
+    with pytest.raises(ShardError, match="missing column"):
+        next(iter_sequences(tmp_path / "missing", 2, 0))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty/a.parquet").write_bytes(b"")
+    with pytest.raises(ShardError, match="not a readable Parquet"):
+        next(iter_sequences(tmp_path / "empty", 2, 0))
+    (tmp_path / "lengths").mkdir()
+    write_rows(tmp_path / "lengths/a.parquet", [good | {"is_fact": [True]}])
+    with pytest.raises(ShardError, match="lengths disagree"):
+        next(iter_sequences(tmp_path / "lengths", 2, 0))
+    with pytest.raises(ShardError, match="no Parquet shards"):
+        next(iter_sequences(tmp_path / "nothing", 2, 0))
+    (tmp_path / "tiny").mkdir()
+    write_rows(tmp_path / "tiny/a.parquet", [good])
+    with pytest.raises(ShardError, match="fewer than"):
+        next(iter_sequences(tmp_path / "tiny", 50, 0))
