@@ -89,9 +89,10 @@ class Scorer:
             return [np.asarray(d, dtype=np.int64) for d in docs]
         return [np.concatenate([[start], np.asarray(d, dtype=np.int64)]) for d in docs]
 
-    def score(self, docs: list[np.ndarray]) -> list[np.ndarray]:
+    def score(self, docs: list[np.ndarray], progress=None) -> list[np.ndarray]:
         """float32 losses per token of each document (NaN where undefined: the first token of a
-        model without a plain-text start token)."""
+        model without a plain-text start token). `progress(tokens)` is called after each
+        forward batch with the number of tokens it scored."""
         import torch
 
         seqs = self.sequences(docs)
@@ -103,6 +104,8 @@ class Scorer:
                 losses = self._forward(batch, seqs)
                 for s, loss in zip(batch, losses):
                     out[s.doc][s.keep - offset : s.b - offset] = loss
+                if progress is not None:
+                    progress(sum(len(loss) for loss in losses))
         return out
 
     def _wc(self) -> tuple[int, int]:

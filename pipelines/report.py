@@ -26,10 +26,15 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-
 """
 
 
-def _png(fig) -> str:
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """A matplotlib figure as PNG bytes (shared with bench/replicate.py)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _png(fig) -> str:
+    return base64.b64encode(png_bytes(fig)).decode()
 
 
 def plots(stats: dict) -> list[tuple[str, str]]:

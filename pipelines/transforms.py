@@ -117,22 +117,22 @@ class ScoreDoFn(_Isolating):
         self.scorer = self.handle.acquire(load, tag="scorer")
 
     def work(self, records):
-        losses = self.scorer.score([r["input_ids"] for r in records])
+        losses = self.scorer.score([r["input_ids"] for r in records], progress=self._progress)
         for r, loss in zip(records, losses):
             r["ref_loss"] = loss
         return records
 
     def process(self, records):
+        if self.t0 is None:
+            self.t0 = self.last = time.monotonic()
         scored, rejects = self.run_batch(records)
         yield from rejects
         yield from scored
-        self._progress(len(scored), sum(len(r["input_ids"]) for r in scored))
+        self.docs += len(scored)
 
-    def _progress(self, docs: int, tokens: int):
+    def _progress(self, tokens: int):
+        """Called after every forward batch: logs this worker's rate every 5 seconds."""
         now = time.monotonic()
-        if self.t0 is None:
-            self.t0 = self.last = now
-        self.docs += docs
         self.tokens += tokens
         if now - self.last >= 5.0:
             dt = max(now - self.t0, 1e-9)

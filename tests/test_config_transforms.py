@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from pipelines.config import LabelConfig, resolve
+from pipelines.label import beam_options
+from pipelines.transforms import REJECTS, _Isolating, stable_bucket
+
+
+def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"rule": "loss", "loss_fraction": 0.2, "fact_pos": ["NUM"]}))
+    toml = tmp_path / "c.toml"
+    toml.write_text('rule = "none"\nwindow = 256\n')
+    cfg, beam_args = resolve(["--output", "o", "--config", str(cfg_file), "--loss_fraction",
+                              "0.3", "--runner=FnApiRunner", "--direct_num_workers=2"])
+    assert (cfg.rule, cfg.loss_fraction, cfg.fact_pos) == ("loss", 0.3, ["NUM"])
+    assert cfg.window == LabelConfig.window
+    assert beam_args == ["--runner=FnApiRunner", "--direct_num_workers=2"]
+    cfg, _ = resolve(["--output", "o", "--config", str(toml), "--overwrite"])
+    assert (cfg.rule, cfg.window, cfg.overwrite) == ("none", 256, True)
+    assert cfg.label_rule().rule == "none" and cfg.score_config().context() == 128
+
+
+@pytest.mark.parametrize("argv,match", [
+    ([], "--output is required"),
+    (["--output", "o", "--window", "8", "--min_context", "8"], "min_context"),
+    (["--output", "o", "--fact_quantile", "2"], "fact_quantile"),
+    (["--output", "o", "--shard_rows", "0"], "shard_rows"),
+])
+def test_bad_settings_are_clear_errors(argv, match):
+    with pytest.raises(ValueError, match=match):
+        resolve(argv)
+
+
+def test_unknown_config_key(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text('{"rulez": "lacy"}')
+    with pytest.raises(ValueError, match="unknown keys"):
+        resolve(["--output", "o", "--config", str(f)])
+
+
+def test_default_runner_never_needs_prism():
+    assert beam_options([]).get_all_options()["runner"] == "FnApiRunner"
+    assert beam_options(["--runner=DirectRunner"]).get_all_options()["runner"] == "FnApiRunner"
+    assert beam_options(["--runner=PortableRunner"]).get_all_options()["runner"] == (
+        "PortableRunner")
+
+
+def test_stable_bucket_is_process_independent():
+    assert stable_bucket("Ada Lovelace", 1000) == stable_bucket("Ada Lovelace", 1000)
+    assert {stable_bucket(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+class Halver(_Isolating):
+    stage = "halve"
+
+    def work(self, items):
+        if any(i["id"] == "bad" for i in items):
+            raise ZeroDivisionError("cannot halve")
+        return [i["n"] / 2 for i in items]
+
+
+def test_a_failing_document_is_isolated_and_rejected():
+    items = [{"id": "a", "n": 2}, {"id": "bad", "n": 0, "source": "f", "index": 7},
+             {"id": "c", "n": 8}]
+    good, bad = Halver().run_batch(items)
+    assert good == [1.0, 4.0]
+    assert len(bad) == 1 and bad[0].tag == REJECTS
+    assert bad[0].value["reason"] == "processing_error"
+    assert bad[0].value["detail"].startswith("halve: ZeroDivisionError")
+    assert (bad[0].value["id"], bad[0].value["index"]) == ("bad", 7)
