@@ -22,8 +22,13 @@ sys.path.insert(0, ROOT)
 
 from bench.common import emit, wiki_docs  # noqa: E402
 
-METRICS = ("cascade_fact_accuracy", "slm_fact_accuracy", "cascade_accuracy", "calls_on_facts",
-           "call_rate")
+METRICS = (
+    "cascade_fact_accuracy",
+    "slm_fact_accuracy",
+    "cascade_accuracy",
+    "calls_on_facts",
+    "call_rate",
+)
 
 
 def label(docs: list[dict], out: str, extra: list[str]) -> None:
@@ -39,8 +44,13 @@ def label(docs: list[dict], out: str, extra: list[str]) -> None:
 def summarize(results: dict) -> dict:
     import numpy as np
 
-    return {obj: {m: (float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs])))
-                  for m in METRICS} for obj, runs in results.items()}
+    return {
+        obj: {
+            m: (float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs])))
+            for m in METRICS
+        }
+        for obj, runs in results.items()
+    }
 
 
 def write_outputs(out_dir: str, summary: dict, args) -> None:
@@ -51,11 +61,14 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
 
     from pipelines.report import png_bytes
 
-    lines = [f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
-             f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
-             f"call budget {args.call_budget:.0%}, tiny SLM, SmolLM2-135M as the large model.",
-             "", "| objective | " + " | ".join(METRICS) + " |",
-             "|---" * (len(METRICS) + 1) + "|"]
+    lines = [
+        f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
+        f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
+        f"call budget {args.call_budget:.0%}, tiny SLM, SmolLM2-135M as the large model.",
+        "",
+        "| objective | " + " | ".join(METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
     for obj, ms in summary.items():
         cells = [f"{m:.4f} ± {s:.4f}" for m, s in (ms[k] for k in METRICS)]
         lines.append(f"| {obj} | " + " | ".join(cells) + " |")
@@ -63,12 +76,20 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
         f.write("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 3.5))
     names = list(summary)
-    for j, (metric, color) in enumerate((("cascade_fact_accuracy", "#e0502a"),
-                                         ("slm_fact_accuracy", "#2a6fdb"))):
+    for j, (metric, color) in enumerate(
+        (("cascade_fact_accuracy", "#e0502a"), ("slm_fact_accuracy", "#2a6fdb"))
+    ):
         means = [summary[n][metric][0] for n in names]
         stds = [summary[n][metric][1] for n in names]
-        ax.bar([i + 0.4 * j for i in range(len(names))], means, 0.4, yerr=stds, capsize=3,
-               color=color, label=metric)
+        ax.bar(
+            [i + 0.4 * j for i in range(len(names))],
+            means,
+            0.4,
+            yerr=stds,
+            capsize=3,
+            color=color,
+            label=metric,
+        )
     ax.set_xticks([i + 0.2 for i in range(len(names))], names)
     ax.set_ylabel("accuracy on fact targets")
     ax.legend()
@@ -99,7 +120,7 @@ def main() -> None:
     extra = args.pipeline_args.split()
     docs = wiki_docs(args.train_docs + args.eval_docs)
     label(docs[: args.train_docs], f"{out}/train", extra)
-    label(docs[args.train_docs:], f"{out}/heldout", extra)
+    label(docs[args.train_docs :], f"{out}/heldout", extra)
     t_label = time.time() - t0
 
     large = load_reference().model
@@ -107,32 +128,55 @@ def main() -> None:
     results: dict = {}
     for obj in args.objectives.split(","):
         for seed in range(args.seeds):
-            cfg = TrainConfig(data=f"{out}/train", output=f"{out}/ckpt-{obj}-{seed}",
-                              objective=obj, token_budget=args.budget, seed=seed,
-                              progress=False, log_every=10)
+            cfg = TrainConfig(
+                data=f"{out}/train",
+                output=f"{out}/ckpt-{obj}-{seed}",
+                objective=obj,
+                token_budget=args.budget,
+                seed=seed,
+                progress=False,
+                log_every=10,
+            )
             tr = Trainer(cfg)
             tr.fit()
             tr.model.eval()
-            r = teacher_forced(tr.model, tr.tok, large, f"{out}/heldout", args.call_budget,
-                               cfg.seq_len, args.eval_sequences, large_cache)
+            r = teacher_forced(
+                tr.model,
+                tr.tok,
+                large,
+                f"{out}/heldout",
+                args.call_budget,
+                cfg.seq_len,
+                args.eval_sequences,
+                large_cache,
+            )
             r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens}
             results.setdefault(obj, []).append(r)
             print(obj, seed, json.dumps(r), flush=True)
     summary = summarize(results)
     write_outputs(out, summary, args)
     print(open(os.path.join(out, "replication.md")).read())
-    emit({
-        "out": out,
-        "label_time_s": round(t_label, 1),
-        "total_time_s": round(time.time() - t0, 1),
-        "train_docs": args.train_docs, "eval_docs": args.eval_docs, "budget": args.budget,
-        "seeds": args.seeds,
-        "large_fact_accuracy": results[next(iter(results))][0]["large_fact_accuracy"],
-        **{f"{obj}_{m}": round(ms[m][0], 4) for obj, ms in summary.items()
-           for m in ("cascade_fact_accuracy", "slm_fact_accuracy")},
-        **{f"{obj}_cascade_fact_accuracy_std": round(ms["cascade_fact_accuracy"][1], 4)
-           for obj, ms in summary.items()},
-    })
+    emit(
+        {
+            "out": out,
+            "label_time_s": round(t_label, 1),
+            "total_time_s": round(time.time() - t0, 1),
+            "train_docs": args.train_docs,
+            "eval_docs": args.eval_docs,
+            "budget": args.budget,
+            "seeds": args.seeds,
+            "large_fact_accuracy": results[next(iter(results))][0]["large_fact_accuracy"],
+            **{
+                f"{obj}_{m}": round(ms[m][0], 4)
+                for obj, ms in summary.items()
+                for m in ("cascade_fact_accuracy", "slm_fact_accuracy")
+            },
+            **{
+                f"{obj}_cascade_fact_accuracy_std": round(ms["cascade_fact_accuracy"][1], 4)
+                for obj, ms in summary.items()
+            },
+        }
+    )
 
 
 if __name__ == "__main__":

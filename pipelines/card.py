@@ -9,6 +9,7 @@ import json
 import yaml
 
 from lacy_labels.schema import COLUMN_DOCS, SCHEMA
+from pipelines.stats import COUNT_KEYS, SHARE_KEYS
 
 
 def card_header(license: str, n_docs: int) -> dict:
@@ -52,22 +53,7 @@ def render_card(settings: dict, provenance: dict, stats: dict) -> str:
     cols = "\n".join(f"| `{f.name}` | `{f.type}` | {COLUMN_DOCS[f.name]} |" for f in SCHEMA)
     rule = provenance["label_rule"]
     versions = {k: v for k, v in provenance.items() if k not in ("fact_rule", "label_rule")}
-    headline = {
-        k: stats.get(k)
-        for k in (
-            "documents_in",
-            "documents_out",
-            "documents_rejected",
-            "tokens",
-            "fact_tokens",
-            "delegated_tokens",
-            "fact_share",
-            "delegated_share",
-            "delegated_share_of_facts",
-            "threshold",
-            "wall_time_s",
-        )
-    }
+    headline = {k: stats.get(k) for k in (*COUNT_KEYS, *SHARE_KEYS, "wall_time_s")}
     return f"""---
 {header}---
 

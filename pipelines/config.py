@@ -62,7 +62,9 @@ class LabelConfig:
         "thresholds over the whole dataset or per document",
         choices=("dataset", "document"),
     )
-    quantile_resolution: int = _f(1000, "quantile grid of the dataset-wide approximate quantiles")
+    threshold_resolution: float = _f(
+        0.001, "bin width (nats) of the deterministic histogram behind dataset-wide thresholds"
+    )
     # Output layout
     shard_rows: int = _f(5000, "target documents per Parquet shard")
     row_group_rows: int = _f(500, "documents per Parquet row group")

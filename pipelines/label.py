@@ -107,6 +107,22 @@ def _dedupe(element):
         yield beam.pvalue.TaggedOutput(REJECTS, d.to_dict())
 
 
+def _thresholds(counts, rule, resolution: float) -> dict:
+    """The dataset-wide threshold (None with per-document scope) and its population's spread."""
+    dataset = rule.scope == "dataset"
+    return {
+        "threshold": stats.histogram_quantile(counts, rule.quantile(), resolution)
+        if dataset
+        else None,
+        "population_quantiles": stats.histogram_summary(counts, resolution),
+        "population_size": int(counts.sum()),
+    }
+
+
+def _batch_key(doc: dict, n_docs: int, per_batch: int):
+    return stable_bucket(doc["id"], math.ceil(n_docs / per_batch)), doc
+
+
 def build(p, cfg: LabelConfig, meta: dict) -> dict:
     """Wire the pipeline; returns the main PCollections (for tests and the writer)."""
     rule = cfg.label_rule()
@@ -122,30 +138,19 @@ def build(p, cfg: LabelConfig, meta: dict) -> dict:
     handle = shared.Shared()
     annotated = (
         unique.docs
-        | "KeyByBatch"
-        >> beam.Map(
-            lambda d, n: (stable_bucket(d["id"], math.ceil(n / cfg.docs_per_batch)), d), n_docs
-        )
+        | "KeyByBatch" >> beam.Map(_batch_key, n_docs, cfg.docs_per_batch)
         | "GroupIntoBatches" >> beam.GroupByKey()
         | "Annotate" >> beam.ParDo(AnnotateDoFn(cfg, handle)).with_outputs(REJECTS, main="recs")
     )
     scored = annotated.recs | "Score" >> beam.ParDo(ScoreDoFn(cfg, handle)).with_outputs(
         REJECTS, main="recs"
     )
-    grid_n = cfg.quantile_resolution + 1
     thresholds = (
         scored.recs
         | "Population" >> beam.Map(population, rule)
-        | "ThresholdQuantiles" >> beam.ApproximateQuantiles.Globally(grid_n, input_batched=True)
-        | "Threshold"
-        >> beam.Map(
-            lambda g: {
-                "threshold": None
-                if rule.scope == "document"
-                else stats.pick_quantile(g, rule.quantile()),
-                "population_quantiles": stats.summarize_quantiles(g),
-            }
-        )
+        | "PopulationHistogram"
+        >> beam.CombineGlobally(stats.HistogramQuantilesFn(cfg.threshold_resolution))
+        | "Threshold" >> beam.Map(_thresholds, rule, cfg.threshold_resolution)
     )
     labelled = scored.recs | "Label" >> beam.Map(
         label_record, beam.pvalue.AsSingleton(thresholds), rule

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.outputs import DATA_DIR, read_json, write_bytes
+from pipelines.stats import COUNT_KEYS, SHARE_KEYS
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -116,24 +117,8 @@ def sample_rows(out_dir: str, n: int) -> list[dict]:
 
 
 def render_report(stats: dict, samples: list[dict]) -> str:
-    counts = {
-        k: stats.get(k)
-        for k in (
-            "documents_in",
-            "documents_out",
-            "documents_rejected",
-            "tokens",
-            "fact_tokens",
-            "delegated_tokens",
-        )
-    }
-    shares = {
-        "fact share": stats["fact_share"],
-        "delegated share": stats["delegated_share"],
-        "delegated share of facts": stats["delegated_share_of_facts"],
-        "threshold (nats)": stats.get("threshold"),
-    }
-    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in {**counts, **shares}.items())
+    figures = {k.replace("_", " "): stats.get(k) for k in (*COUNT_KEYS, *SHARE_KEYS)}
+    rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in figures.items())
     reasons = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
         for k, v in stats.get("rejected_by_reason", {}).items()

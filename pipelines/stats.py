@@ -8,6 +8,16 @@ from collections import Counter
 import apache_beam as beam
 import numpy as np
 
+# Headline figures shown by the dataset card and the report.
+COUNT_KEYS = (
+    "documents_in",
+    "documents_out",
+    "documents_rejected",
+    "tokens",
+    "fact_tokens",
+    "delegated_tokens",
+)
+SHARE_KEYS = ("fact_share", "delegated_share", "delegated_share_of_facts", "threshold")
 HIST_MAX = 20.0  # nats
 HIST_BINS = 80
 
@@ -92,6 +102,51 @@ class StatsFn(beam.CombineFn):
                 "nonfact": acc["hist_nonfact"].tolist(),
             },
         }
+
+
+class HistogramQuantilesFn(beam.CombineFn):
+    """Exact-to-`resolution` quantiles of batched float inputs from fixed-width bin counts over
+    [0, max_value] (larger values fall in the last bin). Integer counts make the result
+    independent of element order and bundling, so labels are reproducible on any runner (Beam's
+    ApproximateQuantiles is order-dependent once it holds more than ~20k values)."""
+
+    def __init__(self, resolution: float = 1e-3, max_value: float = 50.0):
+        self.resolution, self.bins = resolution, int(np.ceil(max_value / resolution)) + 1
+
+    def create_accumulator(self):
+        return np.zeros(self.bins, dtype=np.int64)
+
+    def add_input(self, acc, values):
+        v = np.asarray(values, dtype=np.float64)
+        if len(v):
+            idx = np.clip(np.floor(v / self.resolution), 0, self.bins - 1).astype(np.int64)
+            acc += np.bincount(idx, minlength=self.bins)
+        return acc
+
+    def merge_accumulators(self, accs):
+        return sum(accs, self.create_accumulator())
+
+    def extract_output(self, acc):
+        return acc
+
+
+def histogram_quantile(counts: np.ndarray, q: float | None, resolution: float) -> float | None:
+    """Inverted-CDF quantile: the lower edge of the bin holding the ceil(q * n)-th value, so
+    every value in that bin passes `loss >= threshold` (None for an empty population)."""
+    n = int(counts.sum())
+    if q is None or n == 0:
+        return None
+    rank = max(1, int(np.ceil(q * n)))
+    return round(float(np.searchsorted(np.cumsum(counts), rank) * resolution), 9)
+
+
+def histogram_summary(counts: np.ndarray, resolution: float) -> dict:
+    if int(counts.sum()) == 0:
+        return {}
+    return {
+        f"p{p:02d}": histogram_quantile(counts, p / 100, resolution)
+        for p in (1, 10, 25, 50, 75, 90, 99)
+    }
 
 
 def pick_quantile(grid: list[float], q: float | None) -> float | None:

@@ -12,8 +12,18 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     cfg_file.write_text(json.dumps({"rule": "loss", "loss_fraction": 0.2, "fact_pos": ["NUM"]}))
     toml = tmp_path / "c.toml"
     toml.write_text('rule = "none"\nwindow = 256\n')
-    cfg, beam_args = resolve(["--output", "o", "--config", str(cfg_file), "--loss_fraction",
-                              "0.3", "--runner=FnApiRunner", "--direct_num_workers=2"])
+    cfg, beam_args = resolve(
+        [
+            "--output",
+            "o",
+            "--config",
+            str(cfg_file),
+            "--loss_fraction",
+            "0.3",
+            "--runner=FnApiRunner",
+            "--direct_num_workers=2",
+        ]
+    )
     assert (cfg.rule, cfg.loss_fraction, cfg.fact_pos) == ("loss", 0.3, ["NUM"])
     assert cfg.window == LabelConfig.window
     assert beam_args == ["--runner=FnApiRunner", "--direct_num_workers=2"]
@@ -22,12 +32,15 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     assert cfg.label_rule().rule == "none" and cfg.score_config().context() == 128
 
 
-@pytest.mark.parametrize("argv,match", [
-    ([], "--output is required"),
-    (["--output", "o", "--window", "8", "--min_context", "8"], "min_context"),
-    (["--output", "o", "--fact_quantile", "2"], "fact_quantile"),
-    (["--output", "o", "--shard_rows", "0"], "shard_rows"),
-])
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        ([], "--output is required"),
+        (["--output", "o", "--window", "8", "--min_context", "8"], "min_context"),
+        (["--output", "o", "--fact_quantile", "2"], "fact_quantile"),
+        (["--output", "o", "--shard_rows", "0"], "shard_rows"),
+    ],
+)
 def test_bad_settings_are_clear_errors(argv, match):
     with pytest.raises(ValueError, match=match):
         resolve(argv)
@@ -44,7 +57,8 @@ def test_default_runner_never_needs_prism():
     assert beam_options([]).get_all_options()["runner"] == "FnApiRunner"
     assert beam_options(["--runner=DirectRunner"]).get_all_options()["runner"] == "FnApiRunner"
     assert beam_options(["--runner=PortableRunner"]).get_all_options()["runner"] == (
-        "PortableRunner")
+        "PortableRunner"
+    )
 
 
 def test_stable_bucket_is_process_independent():
@@ -62,8 +76,11 @@ class Halver(_Isolating):
 
 
 def test_a_failing_document_is_isolated_and_rejected():
-    items = [{"id": "a", "n": 2}, {"id": "bad", "n": 0, "source": "f", "index": 7},
-             {"id": "c", "n": 8}]
+    items = [
+        {"id": "a", "n": 2},
+        {"id": "bad", "n": 0, "source": "f", "index": 7},
+        {"id": "c", "n": 8},
+    ]
     good, bad = Halver().run_batch(items)
     assert good == [1.0, 4.0]
     assert len(bad) == 1 and bad[0].tag == REJECTS

@@ -24,7 +24,12 @@ DEFAULT_FRACTION = {"lacy-online": 0.6, "loss-online": 0.15, "rho": 0.6}
 
 
 def nll_without_call(logits: torch.Tensor, targets: torch.Tensor, call: int) -> torch.Tensor:
-    """Per-target NLL with the softmax renormalised over the vocabulary without `<CALL>`."""
+    """Per-target NLL with the softmax renormalised over the vocabulary without `<CALL>`.
+    `<CALL>` is the last id (it is added to the tokenizer), so dropping it is a view."""
+    if call == logits.shape[-1] - 1:
+        return F.cross_entropy(
+            logits[..., :call].float().transpose(1, 2), targets, reduction="none"
+        )
     masked = logits.float().clone()
     masked[..., call] = float("-inf")
     return F.cross_entropy(masked.transpose(1, 2), targets, reduction="none")

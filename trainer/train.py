@@ -140,7 +140,7 @@ class Trainer:
         self.gt_tokens += st["gt_targets"]
         return {
             "step": self.step,
-            "loss": round(float(loss), 5),
+            "loss": round(float(loss.detach()), 5),
             "lr": self.sched.get_last_lr()[0],
             "grad_norm": round(float(norm), 4),
             "gt_tokens": self.gt_tokens,
