@@ -17,26 +17,31 @@ ground-truth gradient: the paper's budget accounting) and `call_targets`.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 OBJECTIVES = ("lacy", "lacy-online", "loss-online", "rho", "ignore-facts", "standard")
 DEFAULT_FRACTION = {"lacy-online": 0.6, "loss-online": 0.15, "rho": 0.6}
 
 
+def token_nlls(logits: torch.Tensor, targets: torch.Tensor, call: int):
+    """Per-target (NLL with `<CALL>` excluded from the softmax, NLL of `<CALL>` under the full
+    softmax, NLL of the target under the full softmax), from one log-sum-exp pass over the
+    vocabulary: lse_full = logaddexp(lse_without_call, logit_call)."""
+    lg = logits.float()
+    if call == lg.shape[-1] - 1:  # <CALL> is added last to the tokenizer: a view drops it
+        body = lg[..., :call]
+    else:
+        body = lg.clone()
+        body[..., call] = float("-inf")
+    lse_nocall = torch.logsumexp(body, dim=-1)
+    logit_call = lg[..., call]
+    lse_full = torch.logaddexp(lse_nocall, logit_call)
+    logit_target = lg.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return lse_nocall - logit_target, lse_full - logit_call, lse_full - logit_target
+
+
 def nll_without_call(logits: torch.Tensor, targets: torch.Tensor, call: int) -> torch.Tensor:
-    """Per-target NLL with the softmax renormalised over the vocabulary without `<CALL>`.
-    `<CALL>` is the last id (it is added to the tokenizer), so dropping it is a view."""
-    if call == logits.shape[-1] - 1:
-        return F.cross_entropy(
-            logits[..., :call].float().transpose(1, 2), targets, reduction="none"
-        )
-    masked = logits.float().clone()
-    masked[..., call] = float("-inf")
-    return F.cross_entropy(masked.transpose(1, 2), targets, reduction="none")
-
-
-def nll_full(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+    """Per-target NLL with the softmax renormalised over the vocabulary without `<CALL>`."""
+    return token_nlls(logits, targets, call)[0]
 
 
 def top_fraction(values: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -68,10 +73,11 @@ def compute_loss(
         raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
     fraction = DEFAULT_FRACTION.get(objective) if fraction is None else fraction
     ones = torch.ones_like(targets, dtype=torch.bool)
+    nocall, call_nll, full = token_nlls(logits, targets, call)
     if objective == "standard":
-        per, train, calls = nll_full(logits, targets), ones, ~ones
+        per, train, calls = full, ones, ~ones
     else:
-        per = nll_without_call(logits, targets, call)
+        per = nocall
         train, calls = ones, ~ones
         if objective == "lacy":
             calls = delegate.bool()
@@ -85,9 +91,7 @@ def compute_loss(
             train = top_fraction(excess, has_ref, fraction)
         elif objective == "ignore-facts":
             train = ~is_fact.bool()
-        if calls.any():
-            call_targets = torch.full_like(targets, call)
-            per = torch.where(calls, nll_full(logits, call_targets), per)
+        per = torch.where(calls, call_nll, per)
     gt = train & ~calls
     used = train | calls
     loss = (per * used).sum() / used.sum().clamp(min=1)
