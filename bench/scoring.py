@@ -61,7 +61,7 @@ def main() -> None:
     from lacy_labels.tokens import encode_batch
 
     ref = load_reference(device=args.device, threads=args.threads)
-    bt = args.batch_tokens or (2048 if args.device == "cpu" else 65536)
+    bt = args.batch_tokens or (1024 if args.device == "cpu" else 65536)
     scorer = Scorer(ref, ScoreConfig(batch_tokens=bt))
     ids = [i for i, _ in encode_batch(ref.tokenizer, [d["text"] for d in wiki_docs(args.docs)])]
     tokens = sum(len(i) for i in ids)

@@ -19,8 +19,8 @@ from lacy_labels.reference import Reference
 class ScoreConfig:
     window: int = 1024
     min_context: int | None = None  # default: window // 2
-    batch_tokens: int = 2048  # padded positions per forward batch (raise it on a GPU)
-    row_chunk: int = 512  # target rows per vocabulary projection (bounds logits memory)
+    batch_tokens: int = 1024  # padded positions per forward batch (raise it on a GPU)
+    row_chunk: int = 256  # target rows per vocabulary projection (bounds logits memory)
 
     def context(self) -> int:
         c = self.window // 2 if self.min_context is None else self.min_context

@@ -51,8 +51,8 @@ class LabelConfig:
     threads: int | None = _f(None, "torch threads per worker (default: torch's choice)")
     window: int = _f(1024, "scoring window (positions, start token included)")
     min_context: int | None = _f(None, "left context kept by every scored token (default window/2)")
-    batch_tokens: int = _f(2048, "padded positions per forward pass")
-    docs_per_batch: int = _f(64, "documents per annotate/score call (a length-bucketing pool)")
+    batch_tokens: int = _f(1024, "padded positions per forward pass")
+    docs_per_batch: int = _f(256, "documents per annotate/score call (a length-bucketing pool)")
     # Labels
     rule: str = _f("lacy", "labelling rule", choices=("lacy", "loss", "none"))
     fact_quantile: float = _f(0.4, "lacy: delegate facts at or above this loss quantile")
