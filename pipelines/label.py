@@ -230,7 +230,7 @@ def beam_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    """Run the job; returns the final stats."""
+    """Run the job; returns the final stats (plus the output directory)."""
     cfg, beam_args = resolve(argv)
     out = cfg.output.rstrip("/")
     outputs.prepare_output(out, cfg.overwrite)
@@ -243,8 +243,7 @@ def run(argv: list[str] | None = None) -> dict:
     with beam.Pipeline(options=beam_options(beam_args)) as p:
         build(p, cfg, meta)
     wall = time.time() - t0
-    summary = finish(cfg, meta, wall)
-    return summary
+    return finish(cfg, meta, wall) | {"output": out}
 
 
 def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
@@ -275,11 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    out = s["output"]
     print(
         f"labelled {s['documents_out']} of {s['documents_in']} documents "
         f"({s['documents_rejected']} rejected), {s['tokens']} tokens, "
         f"{s['fact_tokens']} facts ({s['fact_share']:.1%}), {s['delegated_tokens']} delegated "
-        f"({s['delegated_share']:.1%}), threshold {s['threshold']}, in {s['wall_time_s']} s"
+        f"({s['delegated_share']:.1%}), threshold {s['threshold']}, in {s['wall_time_s']} s\n"
+        f"wrote {out}/data/*.parquet, {out}/rejects/rejects.jsonl, {out}/stats.json, "
+        f"{out}/config.json, {out}/README.md (dataset card), {out}/report.html"
     )
     return 0
 

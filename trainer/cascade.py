@@ -146,6 +146,8 @@ def teacher_forced(
                 large_cache[bi] = lp
         large_ok.append((lp == y.numpy()).ravel())
         facts.append(fact[:, 1:].ravel())
+    if not p_calls:
+        raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
     p, s, g, f = (np.concatenate(a) for a in (p_calls, slm_ok, large_ok, facts))
     k = max(1, int(round(budget * len(p))))
     calls = np.zeros(len(p), dtype=bool)
