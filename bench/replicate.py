@@ -2,7 +2,7 @@
 kept apart), train `tiny` SLMs with several objectives under an equal ground-truth-gradient
 budget and several seeds, and evaluate each in cascade with SmolLM2 at a 22% call budget.
 
-    python bench/replicate.py [--train-docs 300] [--eval-docs 40] [--budget 40000] [--seeds 3]
+    python bench/replicate.py [--train-docs 600] [--eval-docs 40] [--budget 120000] [--seeds 3]
 
 Writes DIR/replication.md (table) and DIR/replication.png (mean +/- std per objective) and
 prints its figures as one JSON object on the last line.
@@ -99,9 +99,9 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--train-docs", type=int, default=300)
+    ap.add_argument("--train-docs", type=int, default=600)
     ap.add_argument("--eval-docs", type=int, default=40)
-    ap.add_argument("--budget", type=int, default=40_000, help="ground-truth-gradient targets")
+    ap.add_argument("--budget", type=int, default=120_000, help="ground-truth-gradient targets")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--objectives", default="lacy,lacy-online,loss-online,rho,standard")
     ap.add_argument("--call-budget", type=float, default=0.22)
