@@ -153,13 +153,10 @@ def _read_arrow(path, text_field, id_field):
         yield from _batches(path, pa.ipc.open_stream(f), text_field, id_field)
 
 
-def _read_json(local_or_remote, source, text_field, id_field):
-    """A JSON object {id: text or {text_field: text}} or a list of records."""
-    with (
-        FileSystems.open(local_or_remote)
-        if "://" in local_or_remote
-        else open(local_or_remote, "rb") as f
-    ):
+def _read_json(path, source, text_field, id_field):
+    """A JSON object {id: text or {text_field: text}} (the shipped sample's layout, sorted by id)
+    or a list of records. Loaded whole: use JSONL for large inputs."""
+    with FileSystems.open(path) as f:
         data = json.load(f)
     if isinstance(data, dict):
         for i, key in enumerate(sorted(data)):

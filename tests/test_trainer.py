@@ -222,3 +222,40 @@ def test_bad_shards_give_clear_errors(tmp_path):
     write_rows(tmp_path / "tiny/a.parquet", [good])
     with pytest.raises(ShardError, match="fewer than"):
         next(iter_sequences(tmp_path / "tiny", 50, 0))
+
+
+@pytest.mark.slow
+def test_evaluate_and_teacher_forced_cascade_report_sane_figures(
+    shards, tmp_path, tiny_model_dir, capsys
+):
+    from transformers import AutoModelForCausalLM
+
+    from trainer import evaluate
+    from trainer.cascade import teacher_forced
+    from trainer.model import load_checkpoint
+    from trainer.train import Trainer
+
+    Trainer(small_cfg(shards, tmp_path / "ck", max_steps=3)).fit()
+    assert (
+        evaluate.main(
+            [
+                "--model",
+                str(tmp_path / "ck"),
+                "--data",
+                str(shards),
+                "--seq-len",
+                "32",
+                "--max-sequences",
+                "6",
+            ]
+        )
+        == 0
+    )
+    got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(got) >= {"call_precision", "call_recall", "call_rate", "nll", "fact_leakage"}
+    assert got["targets"] == 6 * 32 and 0 <= got["call_rate"] <= 1 and got["nll"] > 0
+    small, tok = load_checkpoint(tmp_path / "ck")
+    large = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    r = teacher_forced(small, tok, large, shards, budget=0.25, seq_len=32, max_sequences=6)
+    assert r["call_rate"] == pytest.approx(0.25, abs=0.01) and r["positions"] == 192
+    assert 0 <= r["cascade_fact_accuracy"] <= 1

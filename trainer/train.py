@@ -172,6 +172,7 @@ class Trainer:
         """Checkpoint folder + training state (written last, atomically)."""
         self.model.save_pretrained(self.out, safe_serialization=True)
         self.tok.save_pretrained(self.out)
+        (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
         state = {
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
