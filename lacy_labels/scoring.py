@@ -91,21 +91,28 @@ class Scorer:
 
     def score(self, docs: list[np.ndarray], progress=None) -> list[np.ndarray]:
         """float32 losses per token of each document (NaN where undefined: the first token of a
-        model without a plain-text start token). `progress(tokens)` is called after each
-        forward batch with the number of tokens it scored."""
+        model without a plain-text start token). `progress(tokens, docs)` is called after each
+        forward batch with the tokens it scored and the documents it completed."""
         import torch
 
         seqs = self.sequences(docs)
         offset = 0 if self.ref.start_token_id is None else 1
         out = [np.full(len(d), np.nan, dtype=np.float32) for d in docs]
         segs = [s for i, q in enumerate(seqs) for s in plan_windows(i, len(q), *self._wc())]
+        remaining = np.bincount([s.doc for s in segs], minlength=len(docs))
+        if progress is not None and (remaining == 0).any():
+            progress(0, int((remaining == 0).sum()))  # documents with nothing to score
         with torch.inference_mode():
             for batch in plan_batches(segs, self.config.batch_tokens):
                 losses = self._forward(batch, seqs)
                 for s, loss in zip(batch, losses):
                     out[s.doc][s.keep - offset : s.b - offset] = loss
                 if progress is not None:
-                    progress(sum(len(loss) for loss in losses))
+                    finished = 0
+                    for s in batch:
+                        remaining[s.doc] -= 1
+                        finished += int(remaining[s.doc] == 0)
+                    progress(sum(len(loss) for loss in losses), finished)
         return out
 
     def _wc(self) -> tuple[int, int]:

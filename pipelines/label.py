@@ -266,9 +266,12 @@ def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    for noisy in ("apache_beam", "httpx", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Beam configures the root logger at import (WARNING): give lacy's progress its own handler.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s lacy: %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     try:
         s = run(argv)
     except (FileExistsError, FileNotFoundError, ValueError) as e:

@@ -128,12 +128,12 @@ class ScoreDoFn(_Isolating):
         scored, rejects = self.run_batch(records)
         yield from rejects
         yield from scored
-        self.docs += len(scored)
 
-    def _progress(self, tokens: int):
+    def _progress(self, tokens: int, docs: int):
         """Called after every forward batch: logs this worker's rate every 5 seconds."""
         now = time.monotonic()
         self.tokens += tokens
+        self.docs += docs
         if now - self.last >= 5.0:
             dt = max(now - self.t0, 1e-9)
             log.info(

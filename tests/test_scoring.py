@@ -73,8 +73,12 @@ def test_degenerate_documents(reference):
     tok = reference.tokenizer
     texts = ["", "a", "\x00\x01 \ufeff", "🇫🇷"]
     ids = [i for i, _ in encode_batch(tok, texts)]
-    out = Scorer(reference).score(ids)
+    calls = []
+    out = Scorer(reference).score(ids, progress=lambda t, d: calls.append((t, d)))
     assert [len(o) for o in out] == [len(i) for i in ids]
+    # Progress reports every scored token and every document exactly once.
+    assert sum(t for t, _ in calls) == sum(len(i) for i in ids)
+    assert sum(d for _, d in calls) == len(texts)
     assert len(out[0]) == 0
     assert all(np.isfinite(o).all() for o in out)
 
