@@ -44,13 +44,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _cached_sha256(path: Path, cache_dir: Path) -> str:
+    """SHA-256 of `path`, remembered in the cache by (path, size, mtime) so that worker start-up
+    does not re-hash a 100 MB file (the record is rewritten atomically)."""
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    index = cache_dir / "digests.json"
+    try:
+        known = json.loads(index.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = _sha256(path)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = index.with_name(f".digests-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, index)
+    return known[key]
+
+
 def convert_gguf(gguf: Path, cache_dir: Path | None = None) -> Path:
     """Convert a GGUF checkpoint to a safetensors model folder under `cache_dir`, once.
 
     The folder is built under a unique temporary name and renamed into place; a process that
     loses the race discards its copy and uses the winner's."""
     cache_dir = Path(cache_dir or default_cache_dir()) / "models"
-    digest = _sha256(gguf)
+    digest = _cached_sha256(gguf, cache_dir)
     final = cache_dir / f"{gguf.stem}-{digest[:12]}"
     if (final / SOURCE_FILE).is_file():
         return final

@@ -13,7 +13,7 @@ import numpy as np
 from apache_beam.utils import shared
 
 from lacy_labels.annotate import Annotator
-from lacy_labels.reference import load_reference, load_tokenizer, resolve_model_dir
+from lacy_labels.reference import load_reference
 from lacy_labels.scoring import Scorer
 from lacy_labels.validate import Reject
 from pipelines.config import LabelConfig
@@ -61,6 +61,28 @@ class _Isolating(beam.DoFn):
         return good, bad
 
 
+class WorkerModels:
+    """What a worker process loads once and both stages share: the reference model with its
+    tokenizer (the subword vocabulary) and the spaCy pipeline."""
+
+    def __init__(self, cfg: LabelConfig):
+        ref = load_reference(
+            cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads
+        )
+        self.annotator = Annotator(
+            ref.tokenizer,
+            cfg.spacy_model,
+            cfg.fact_rule(),
+            cfg.spacy_batch_size,
+            cfg.max_parse_chars,
+        )
+        self.scorer = Scorer(ref, cfg.score_config())
+
+
+def acquire_models(handle: shared.Shared, cfg: LabelConfig) -> WorkerModels:
+    return handle.acquire(lambda: WorkerModels(cfg), tag="models")
+
+
 class AnnotateDoFn(_Isolating):
     """(batch key, documents) -> one list of records (spaCy + subwords + alignment + facts)."""
 
@@ -70,15 +92,7 @@ class AnnotateDoFn(_Isolating):
         self.cfg, self.handle = cfg, handle
 
     def setup(self):
-        cfg = self.cfg
-
-        def load():
-            tok = load_tokenizer(resolve_model_dir(cfg.reference_model, cfg.model_cache))
-            return Annotator(
-                tok, cfg.spacy_model, cfg.fact_rule(), cfg.spacy_batch_size, cfg.max_parse_chars
-            )
-
-        self.annotator = self.handle.acquire(load, tag="annotator")
+        self.annotator = acquire_models(self.handle, self.cfg).annotator
 
     def work(self, docs):
         records = self.annotator.annotate(docs)
@@ -106,15 +120,7 @@ class ScoreDoFn(_Isolating):
         self.t0 = self.last = None
 
     def setup(self):
-        cfg = self.cfg
-
-        def load():
-            ref = load_reference(
-                cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads
-            )
-            return Scorer(ref, cfg.score_config())
-
-        self.scorer = self.handle.acquire(load, tag="scorer")
+        self.scorer = acquire_models(self.handle, self.cfg).scorer
 
     def work(self, records):
         losses = self.scorer.score([r["input_ids"] for r in records], progress=self._progress)

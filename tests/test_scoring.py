@@ -98,7 +98,8 @@ def test_cache_conversion_is_atomic_and_reused(tmp_path):
         a, b = pool.map(_convert, [cache, cache])
     assert a == b
     models = cache / "models"
-    assert [p.name for p in models.iterdir()] == [a.split("/")[-1]]  # no temporary leftovers
+    names = sorted(p.name for p in models.iterdir())
+    assert names == sorted([a.split("/")[-1], "digests.json"])  # no temporary leftovers
     weights = models / a.split("/")[-1] / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     assert _convert(cache) == a and weights.stat().st_mtime_ns == mtime
