@@ -98,7 +98,11 @@ class Scorer:
         seqs = self.sequences(docs)
         offset = 0 if self.ref.start_token_id is None else 1
         out = [np.full(len(d), np.nan, dtype=np.float32) for d in docs]
-        segs = [s for i, q in enumerate(seqs) for s in plan_windows(i, len(q), *self._wc())]
+        segs = [
+            s
+            for i, q in enumerate(seqs)
+            for s in plan_windows(i, len(q), self.config.window, self.context)
+        ]
         remaining = np.bincount([s.doc for s in segs], minlength=len(docs))
         if progress is not None and (remaining == 0).any():
             progress(0, int((remaining == 0).sum()))  # documents with nothing to score
@@ -114,9 +118,6 @@ class Scorer:
                         finished += int(remaining[s.doc] == 0)
                     progress(sum(len(loss) for loss in losses), finished)
         return out
-
-    def _wc(self) -> tuple[int, int]:
-        return self.config.window, self.context
 
     def _forward(self, batch: list[Segment], seqs: list[np.ndarray]) -> list[np.ndarray]:
         import torch

@@ -13,6 +13,7 @@ import numpy as np
 from apache_beam.utils import shared
 
 from lacy_labels.annotate import Annotator
+from lacy_labels.records import add_labels
 from lacy_labels.reference import load_reference
 from lacy_labels.scoring import Scorer
 from lacy_labels.validate import Reject
@@ -154,8 +155,7 @@ class ScoreDoFn(_Isolating):
 
 def label_record(r: dict, thresholds: dict, rule) -> dict:
     """Attach `delegate` using the dataset-wide threshold (or the document's own)."""
-    r["delegate"] = rule.delegate(r["ref_loss"], r["is_fact"], thresholds.get("threshold"))
-    return r
+    return add_labels(r, r["ref_loss"], rule, thresholds.get("threshold"))
 
 
 def population(r: dict, rule) -> list[float]:
