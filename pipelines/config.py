@@ -12,6 +12,7 @@ from pathlib import Path
 import tomllib
 
 from lacy_labels.facts import FactRule
+from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel
 from lacy_labels.rules import LabelRule
 from lacy_labels.scoring import ScoreConfig
 
@@ -49,6 +50,11 @@ class LabelConfig:
     device: str = _f("cpu", "torch device for the reference model")
     dtype: str = _f("float32", "reference model dtype (float32 exact; bfloat16 opt-in)")
     threads: int | None = _f(None, "torch threads per worker (default: torch's choice)")
+    linear_kernel: str = _f(
+        "auto",
+        "CPU matmul kernel of the reference model's linear layers (auto: oneDNN for fp32 on CPU)",
+        choices=LINEAR_KERNELS,
+    )
     window: int = _f(1024, "scoring window (positions, start token included)")
     min_context: int | None = _f(None, "left context kept by every scored token (default window/2)")
     batch_tokens: int = _f(1024, "padded positions per forward pass")
@@ -95,6 +101,7 @@ class LabelConfig:
         self.fact_rule()
         self.label_rule()
         self.score_config().context()
+        resolve_linear_kernel(self.linear_kernel, self.device, self.dtype)
         for name in ("shard_rows", "row_group_rows", "docs_per_batch", "spacy_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

@@ -40,6 +40,7 @@ log = logging.getLogger("lacy")
 def provenance(cfg: LabelConfig) -> dict:
     """Versions and settings that made the labels (stored in Parquet metadata and config.json)."""
     from lacy_labels.grammar import load_spacy, spacy_identity
+    from lacy_labels.kernels import resolve_linear_kernel
     from lacy_labels.reference import load_tokenizer, model_identity, resolve_model_dir
 
     model_dir = resolve_model_dir(cfg.reference_model, cfg.model_cache)
@@ -48,6 +49,9 @@ def provenance(cfg: LabelConfig) -> dict:
         "lacy_version": __version__,
         **spacy_identity(load_spacy(cfg.spacy_model)),
         **model_identity(model_dir, tok),
+        "reference_dtype": cfg.dtype,
+        # as resolved where the job was launched; workers resolve "auto" the same way
+        "reference_linear_kernel": resolve_linear_kernel(cfg.linear_kernel, cfg.device, cfg.dtype),
         "fact_rule": cfg.fact_rule().to_dict(),
         "label_rule": cfg.label_rule().to_dict(),
         "window": cfg.window,
@@ -243,7 +247,7 @@ def run(argv: list[str] | None = None) -> dict:
     with beam.Pipeline(options=beam_options(beam_args)) as p:
         build(p, cfg, meta)
     wall = time.time() - t0
-    return finish(cfg, meta, wall) | {"output": out}
+    return finish(cfg, meta, wall) | {"output": out, "report": cfg.report}
 
 
 def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
@@ -284,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{s['fact_tokens']} facts ({s['fact_share']:.1%}), {s['delegated_tokens']} delegated "
         f"({s['delegated_share']:.1%}), threshold {s['threshold']}, in {s['wall_time_s']} s\n"
         f"wrote {out}/data/*.parquet, {out}/rejects/rejects.jsonl, {out}/stats.json, "
-        f"{out}/config.json, {out}/README.md (dataset card), {out}/report.html"
+        f"{out}/config.json, {out}/README.md (dataset card)"
+        + (f", {out}/report.html" if s["report"] else "")
     )
     return 0
 

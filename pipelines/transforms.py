@@ -68,7 +68,12 @@ class WorkerModels:
 
     def __init__(self, cfg: LabelConfig):
         ref = load_reference(
-            cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads
+            cfg.reference_model,
+            cfg.model_cache,
+            cfg.device,
+            cfg.dtype,
+            cfg.threads,
+            cfg.linear_kernel,
         )
         self.annotator = Annotator(
             ref.tokenizer,

@@ -1,0 +1,73 @@
+"""The CPU linear-kernel choice: resolution rules, a reversible swap, and losses that match the
+plain model's within the scoring tolerance."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from lacy_labels.kernels import (
+    CACHE_CAPACITY_ENV,
+    onednn_available,
+    resolve_linear_kernel,
+    set_linear_kernel,
+)
+from lacy_labels.scoring import Scorer
+from lacy_labels.tokens import encode_batch
+
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="no oneDNN in this torch build")
+
+
+def test_resolution_rules():
+    assert resolve_linear_kernel("torch", "cpu", "float32") == "torch"
+    assert resolve_linear_kernel("auto", "cpu", "bfloat16") == "torch"
+    assert resolve_linear_kernel("auto", "cuda:0", "float32") == "torch"
+    want = "onednn" if onednn_available() else "torch"
+    assert resolve_linear_kernel("auto", "cpu", "float32") == want
+    with pytest.raises(ValueError, match="one of"):
+        resolve_linear_kernel("mkl", "cpu", "float32")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_linear_kernel("onednn", "cuda", "float32")
+
+
+@needs_onednn
+def test_onednn_cache_bounds_are_set():
+    assert onednn_available()
+    for name in CACHE_CAPACITY_ENV:
+        assert os.environ.get(name)  # set (or kept) before oneDNN's first primitive
+
+
+@needs_onednn
+def test_swap_is_reversible_and_matches_f_linear():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.GELU(), torch.nn.Linear(40, 7))
+    x = torch.randn(3, 5, 24)
+    with torch.inference_mode():
+        want = model(x)
+        assert set_linear_kernel(model, "onednn") == 2
+        assert all("forward" in m.__dict__ for m in model if isinstance(m, torch.nn.Linear))
+        got = model(x)
+        assert set_linear_kernel(model, "torch") == 2
+        assert not any("forward" in m.__dict__ for m in model)
+        again = model(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(again, want)
+    with pytest.raises(ValueError):
+        set_linear_kernel(model, "auto")
+
+
+@needs_onednn
+@pytest.mark.slow
+def test_reference_losses_agree_across_kernels(reference, wiki_docs):
+    assert reference.identity["reference_linear_kernel"] == "onednn"
+    ids = [i for i, _ in encode_batch(reference.tokenizer, [d["text"] for d in wiki_docs[:3]])]
+    scorer = Scorer(reference)
+    fast = scorer.score(ids)
+    try:
+        assert set_linear_kernel(reference.model, "torch") == 211  # 30 layers x 7 + the head
+        plain = scorer.score(ids)
+    finally:
+        set_linear_kernel(reference.model, "onednn")
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fast, plain))
+    assert diff <= 1e-3
