@@ -4,15 +4,12 @@ PyTorch's CPU wheels run fp32 `nn.Linear` through MKL, which takes a slower code
 non-Intel CPUs (on this project's AMD EPYC machines it reaches 75-140 GFLOP/s where oneDNN, also
 inside the wheel, reaches 165-200). "onednn" routes each linear layer of an inference-only model
 through oneDNN's fp32 kernel: same precision, a different summation order (losses move by about
-1e-4 nats). Weights that no other module shares are stored once, pre-packed in oneDNN's blocked
-layout (no reorder per call, no extra memory); tied weights (an LM head shared with the input
-embedding) stay plain. The swap is reversible: "torch" unpacks them exactly."""
+1e-4 nats). The swap is reversible and keeps the modules and their parameters as they are."""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections import Counter
 
 # oneDNN (and PyTorch's ideep layer above it) keep up to 1024 compiled primitives each, one per
 # input shape; length-bucketed batches have a new shape almost every batch, so an unbounded cache
@@ -21,7 +18,6 @@ from collections import Counter
 CACHE_CAPACITY_ENV = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LRU_CACHE_CAPACITY": "16"}
 
 LINEAR_KERNELS = ("auto", "onednn", "torch")
-PACK_ROWS_HINT = 1024  # rows per call oneDNN picks the packed layout for (a scoring batch)
 
 
 def _onednn_op():
@@ -33,16 +29,9 @@ def _onednn_op():
 def _onednn_forward(module, x):
     import torch
 
-    w = module.weight
-    if x.device.type != "cpu" or x.dtype != w.dtype:
-        return torch.nn.functional.linear(x, w.to_dense() if w.is_mkldnn else w, module.bias)
-    return torch.ops.mkldnn._linear_pointwise(x, w, module.bias, "none", [], "")
-
-
-def _set_weight(module, weight) -> None:
-    import torch
-
-    module.weight = torch.nn.Parameter(weight, requires_grad=False)
+    if x.device.type != "cpu" or x.dtype != module.weight.dtype:
+        return torch.nn.functional.linear(x, module.weight, module.bias)
+    return torch.ops.mkldnn._linear_pointwise(x, module.weight, module.bias, "none", [], "")
 
 
 @functools.cache
@@ -83,25 +72,16 @@ def resolve_linear_kernel(kernel: str, device: str, dtype: str) -> str:
 
 def set_linear_kernel(model, kernel: str) -> int:
     """Route every `nn.Linear` of `model` through `kernel` ("onednn" or "torch"); returns how
-    many layers it set. Inference only: the weights are frozen and oneDNN's op has no backward."""
+    many layers it set. Inference only: oneDNN's op has no backward here."""
     import torch
 
     if kernel not in ("onednn", "torch"):
         raise ValueError(f"set_linear_kernel takes 'onednn' or 'torch', got {kernel!r}")
-    uses = Counter(id(p) for _, p in model.named_parameters(remove_duplicate=False))
     n = 0
     for module in model.modules():
-        if not isinstance(module, torch.nn.Linear):
-            continue
-        module.__dict__.pop("forward", None)
-        if module.weight.is_mkldnn:
-            _set_weight(module, module.weight.to_dense())
-        if kernel == "onednn":
-            if uses[id(module.weight)] == 1:
-                packed = torch.ops.mkldnn._reorder_linear_weight(
-                    module.weight.detach(), PACK_ROWS_HINT
-                )
-                _set_weight(module, packed)
-            module.forward = functools.partial(_onednn_forward, module)
-        n += 1
+        if isinstance(module, torch.nn.Linear):
+            module.__dict__.pop("forward", None)
+            if kernel == "onednn":
+                module.forward = functools.partial(_onednn_forward, module)
+            n += 1
     return n

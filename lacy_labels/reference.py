@@ -185,13 +185,7 @@ def load_reference(
     model_dir = resolve_model_dir(model, cache_dir)
     tok = load_tokenizer(model_dir)
     lm = AutoModelForCausalLM.from_pretrained(
-        model_dir,
-        dtype=getattr(torch, dtype),
-        use_safetensors=True,
-        trust_remote_code=False,
-        # oneDNN packs weights into new memory: read the file instead of mapping it, or the
-        # mapped pages of the plain weights would stay resident beside their packed copies
-        disable_mmap=kernel == "onednn",
+        model_dir, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False
     )
     lm.to(device).eval().requires_grad_(False)
     set_linear_kernel(lm, kernel)

@@ -38,41 +38,21 @@ def test_onednn_cache_bounds_are_set():
         assert os.environ.get(name)  # set (or kept) before oneDNN's first primitive
 
 
-class Tied(torch.nn.Module):
-    """An embedding, one private linear layer and a head tied to the embedding."""
-
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(50, 24)
-        self.mid = torch.nn.Linear(24, 24)
-        self.head = torch.nn.Linear(24, 50, bias=False)
-        self.head.weight = self.emb.weight
-
-    def forward(self, ids):
-        return self.head(torch.nn.functional.gelu(self.mid(self.emb(ids))))
-
-
 @needs_onednn
-def test_swap_packs_private_weights_keeps_tied_ones_and_is_exactly_reversible():
+def test_swap_is_reversible_and_matches_f_linear():
     torch.manual_seed(0)
-    model = Tied().eval().requires_grad_(False)
-    plain = {k: v.clone() for k, v in model.state_dict().items()}
-    ids = torch.randint(0, 50, (3, 9))
+    model = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.GELU(), torch.nn.Linear(40, 7))
+    x = torch.randn(3, 5, 24)
     with torch.inference_mode():
-        want = model(ids)
+        want = model(x)
         assert set_linear_kernel(model, "onednn") == 2
-        assert model.mid.weight.is_mkldnn and not model.head.weight.is_mkldnn
-        assert model.head.weight is model.emb.weight
-        got = model(ids)
-        assert set_linear_kernel(model, "onednn") == 2  # idempotent
-        torch.testing.assert_close(model(ids), got, rtol=0, atol=0)
+        assert all("forward" in m.__dict__ for m in model if isinstance(m, torch.nn.Linear))
+        got = model(x)
         assert set_linear_kernel(model, "torch") == 2
-        assert not any("forward" in m.__dict__ for m in model.modules())
-        again = model(ids)
+        assert not any("forward" in m.__dict__ for m in model)
+        again = model(x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     assert torch.equal(again, want)
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, plain[k]), k
     with pytest.raises(ValueError):
         set_linear_kernel(model, "auto")
 
