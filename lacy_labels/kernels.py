@@ -1,10 +1,10 @@
 """Which matrix-multiply kernel the reference model's linear layers use on CPU.
 
 PyTorch's CPU wheels run fp32 `nn.Linear` through MKL, which takes a slower code path on
-non-Intel CPUs (on this project's AMD EPYC machines it reaches 75-140 GFLOP/s where oneDNN, also
-inside the wheel, reaches 165-200). "onednn" routes each linear layer of an inference-only model
+non-Intel CPUs (on this project's AMD EPYC machines it reaches 75-160 GFLOP/s where oneDNN, also
+inside the wheel, reaches 165-210). "onednn" routes each linear layer of an inference-only model
 through oneDNN's fp32 kernel: same precision, a different summation order (losses move by about
-1e-4 nats). The swap is reversible and keeps the modules and their parameters as they are."""
+2e-4 nats). The swap is reversible and keeps the modules and their parameters as they are."""
 
 from __future__ import annotations
 
