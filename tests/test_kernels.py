@@ -47,7 +47,11 @@ def test_swap_is_reversible_and_matches_f_linear():
         want = model(x)
         assert set_linear_kernel(model, "onednn") == 2
         assert all("forward" in m.__dict__ for m in model if isinstance(m, torch.nn.Linear))
-        got = model(x)
+        with torch.profiler.profile() as prof:
+            got = model(x)
+        calls = {e.key: e.count for e in prof.key_averages()}
+        assert calls.get("mkldnn::_linear_pointwise") == 2  # both layers went through oneDNN
+        assert "aten::linear" not in calls
         assert set_linear_kernel(model, "torch") == 2
         assert not any("forward" in m.__dict__ for m in model)
         again = model(x)
