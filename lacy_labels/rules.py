@@ -6,14 +6,18 @@
   (default fraction 0.15);
 - `none`: nothing is delegated.
 
-A threshold is either given (dataset-wide, computed by the pipeline) or computed within one
-document. Tokens without a loss (NaN) are never delegated and never enter a quantile."""
+A threshold is either given (dataset-wide: a `LossSketch` merged over the whole dataset, or a
+fixed value) or computed within one document; both use `lacy_labels.thresholds`, so the
+quantile rule and its tie rule are the same at every scope. Tokens without a loss (NaN) are
+never delegated and never enter a threshold's population."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from lacy_labels.thresholds import LossSketch
 
 RULES = ("lacy", "loss", "none")
 SCOPES = ("dataset", "document")
@@ -57,11 +61,12 @@ class LabelRule:
 
     def threshold(self, loss: np.ndarray, is_fact: np.ndarray) -> float | None:
         """Threshold over one document's population (None when it is empty or rule is none)."""
-        q = self.quantile()
-        pop = self.population(loss, is_fact)
-        if q is None or len(pop) == 0:
-            return None
-        return float(np.quantile(pop, q, method="inverted_cdf"))
+        return LossSketch.of(self.population(loss, is_fact)).threshold(self.quantile())
+
+    def dataset_threshold(self, sketch: LossSketch) -> float | None:
+        """The threshold a whole dataset's population sketch gives (None with document scope:
+        each document then takes its own)."""
+        return sketch.threshold(self.quantile()) if self.scope == "dataset" else None
 
     def delegate(
         self, loss: np.ndarray, is_fact: np.ndarray, threshold: float | None = None

@@ -4,7 +4,13 @@ Documents are cut into windows of at most `window` positions; a window after the
 `min_context` positions before the first token it scores, so every token keeps at least that much
 left context and memory stays bounded for any document length. Windows of many documents are
 sorted by length and batched under a token budget (little compute goes to padding); the vocabulary
-projection runs in row chunks so that logits for a whole batch never sit in memory at once."""
+projection runs in row chunks so that logits for a whole batch never sit in memory at once.
+
+Because the head is recomputed here (the backbone's hidden states times the output embeddings),
+the logit post-processing some families apply in their forward is applied too (Granite's
+`logits_scaling`, Cohere's `logit_scale`, Gemma 2/3's final softcapping), and every Scorer checks
+at construction that its losses equal the model's own `log_softmax(model(ids).logits)` on a
+probe, refusing a model whose forward does something else."""
 
 from __future__ import annotations
 
@@ -13,6 +19,34 @@ from dataclasses import dataclass
 import numpy as np
 
 from lacy_labels.reference import Reference
+
+PROBE_TEXTS = (
+    "Ada Lovelace was born in London on 10 December 1815.",
+    "The Rhine flows 1,230 km from the Alps to the North Sea.",
+)
+PROBE_TOLERANCE = {"float32": 1e-3}  # nats; reduced precision: PROBE_TOLERANCE_REDUCED
+PROBE_TOLERANCE_REDUCED = 5e-2
+
+
+def logits_postprocess(config):
+    """What a causal-LM forward does to `lm_head(hidden)` before returning logits, for the
+    families transformers ships that do anything (identity otherwise)."""
+    import torch
+
+    scaling = getattr(config, "logits_scaling", None)  # Granite: logits / logits_scaling
+    scale = getattr(config, "logit_scale", None)  # Cohere: logits * logit_scale
+    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2/3: cap * tanh(logits / cap)
+
+    def post(logits):
+        if scaling:
+            logits = logits / scaling
+        if scale:
+            logits = logits * scale
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+    return post
 
 
 @dataclass(frozen=True)
@@ -72,16 +106,42 @@ def plan_batches(segs: list[Segment], batch_tokens: int) -> list[list[Segment]]:
 class Scorer:
     """Scores token-id arrays with a loaded reference model."""
 
-    def __init__(self, ref: Reference, config: ScoreConfig = ScoreConfig()):
-        cfg = getattr(ref.model.config, "final_logit_softcapping", None)
-        if cfg:
-            raise ValueError("models with final-logit softcapping are not supported")
+    def __init__(self, ref: Reference, config: ScoreConfig = ScoreConfig(), check: bool = True):
         self.ref = ref
         self.config = config
         self.context = config.context()
         self.backbone = ref.model.base_model
         self.head = ref.model.get_output_embeddings()
+        self.post = logits_postprocess(ref.model.config)
         self.device = next(ref.model.parameters()).device
+        if check:
+            self.check_against_forward()
+
+    def check_against_forward(self) -> float:
+        """Max |lacy loss - the model's own forward loss| on two probe texts (padded together);
+        raises ValueError naming the model type when it exceeds the dtype's tolerance."""
+        import torch
+
+        tok = self.ref.tokenizer
+        fits = self.config.window - 1  # a probe inside one window: no context is cut
+        docs = [np.asarray(tok(t, add_special_tokens=False)["input_ids"][:fits]) for t in PROBE_TEXTS]
+        ours = self.score(docs)
+        worst = 0.0
+        with torch.inference_mode():
+            for seq, got in zip(self.sequences(docs), ours):
+                ids = torch.from_numpy(seq)[None].to(self.device)
+                lp = torch.log_softmax(self.ref.model(input_ids=ids).logits[0].float(), dim=-1)
+                want = -lp[:-1].gather(1, ids[0, 1:, None])[:, 0].cpu().numpy()
+                worst = max(worst, float(np.nanmax(np.abs(got[-len(want) :] - want))))
+        dtype = str(next(self.ref.model.parameters()).dtype).removeprefix("torch.")
+        tol = PROBE_TOLERANCE.get(dtype, PROBE_TOLERANCE_REDUCED)
+        if not worst <= tol:
+            kind = getattr(self.ref.model.config, "model_type", type(self.ref.model).__name__)
+            raise ValueError(
+                f"reference model type {kind!r} is not supported: lacy's losses differ from the "
+                f"model's own forward by {worst:.3g} nats (tolerance {tol})"
+            )
+        return worst
 
     def sequences(self, docs: list[np.ndarray]) -> list[np.ndarray]:
         start = self.ref.start_token_id
@@ -141,7 +201,7 @@ class Scorer:
         loss = torch.empty(len(tgt), dtype=torch.float32, device=self.device)
         step = self.config.row_chunk
         for i in range(0, len(tgt), step):
-            logits = self.head(h[i : i + step]).float()
+            logits = self.post(self.head(h[i : i + step]).float())
             picked = logits.gather(1, tgt[i : i + step, None])[:, 0]
             loss[i : i + step] = torch.logsumexp(logits, dim=-1) - picked
         flat = loss.cpu().numpy()

