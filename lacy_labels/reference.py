@@ -92,11 +92,15 @@ def _write_converted(gguf: Path, digest: str, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The weights are already dequantised to fp32: drop the GGUF quantiser so they save plainly.
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer = None
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are already dequantised to fp32: copy them into a plain model built from the
+    # config without its GGUF quantisation entry, so they save as ordinary safetensors.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    del loaded
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     try:

@@ -124,7 +124,9 @@ class Scorer:
 
         tok = self.ref.tokenizer
         fits = self.config.window - 1  # a probe inside one window: no context is cut
-        docs = [np.asarray(tok(t, add_special_tokens=False)["input_ids"][:fits]) for t in PROBE_TEXTS]
+        docs = [
+            np.asarray(tok(t, add_special_tokens=False)["input_ids"][:fits]) for t in PROBE_TEXTS
+        ]
         ours = self.score(docs)
         worst = 0.0
         with torch.inference_mode():

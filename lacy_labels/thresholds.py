@@ -58,7 +58,9 @@ class LossSketch:
         other._compact()
         self._compact()
         level = max(self.level, other.level)
-        keys = np.concatenate([self.keys >> (level - self.level), other.keys >> (level - other.level)])
+        keys = np.concatenate(
+            [self.keys >> (level - self.level), other.keys >> (level - other.level)]
+        )
         counts = np.concatenate([self.counts, other.counts])
         self.level = level
         self._set(keys, counts)

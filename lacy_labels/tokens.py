@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,10 @@ class ByteLevelInfo:
     )  # bool[256]: bytes the vocabulary cannot represent (the tokenizer drops them)
 
 
+# Per-tokenizer cache that neither keeps a tokenizer alive nor writes onto its object.
+_BYTE_INFO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map used by byte-level BPE vocabularies."""
     bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
@@ -56,9 +61,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 def byte_level_info(tok) -> ByteLevelInfo | None:
     """Bytes per token id and unrepresentable bytes of a byte-level BPE tokenizer (None for other
     tokenizers). In a byte-level vocabulary every character of a token string is one byte."""
-    cached = getattr(tok, "_lacy_byte_info", False)
-    if cached is not False:
-        return cached
+    if tok in _BYTE_INFO:
+        return _BYTE_INFO[tok]
     backend = getattr(tok, "backend_tokenizer", None)
     info = None
     if backend is not None and "ByteLevel" in repr(backend.pre_tokenizer):
@@ -68,7 +72,7 @@ def byte_level_info(tok) -> ByteLevelInfo | None:
             lengths[i] = len(piece)
         missing = np.array([u not in vocab for _, u in sorted(_bytes_to_unicode().items())])
         info = ByteLevelInfo(lengths, missing)
-    tok._lacy_byte_info = info
+    _BYTE_INFO[tok] = info
     return info
 
 

@@ -26,10 +26,27 @@ def card_header(license: str, n_docs: int) -> dict:
             {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}
         ],
         "dataset_info": {
-            "features": features._to_yaml_list(),
+            "features": yaml_features(features),
             "splits": [{"name": "train", "num_examples": n_docs}],
         },
     }
+
+
+def yaml_features(features) -> list[dict]:
+    """The Hub card's `dataset_info.features` for flat columns and lists of values (all this
+    schema has), written from datasets' public feature types."""
+    import datasets
+
+    out = []
+    for name, f in features.items():
+        item = getattr(f, "feature", None)
+        if isinstance(f, datasets.Value):
+            out.append({"name": name, "dtype": f.dtype})
+        elif isinstance(item, datasets.Value):
+            out.append({"name": name, "list": item.dtype})
+        else:
+            raise ValueError(f"column {name!r}: no card YAML for feature {f!r}")
+    return out
 
 
 def _size_category(n: int) -> str:

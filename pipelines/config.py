@@ -45,8 +45,12 @@ class LabelConfig:
     # spaCy and the fact proxy
     spacy_model: str = _f(DEFAULT_SPACY_MODEL, "spaCy pipeline package name or path")
     spacy_batch_size: int = _f(DEFAULT_SPACY_BATCH, "spaCy nlp.pipe batch size")
-    max_parse_chars: int = _f(DEFAULT_MAX_PARSE_CHARS, "spaCy parses longer texts in pieces of this size")
-    fact_entity_types: list[str] = _f(_FACT.entity_types, "entity types that are facts (empty: all)", nargs="*")
+    max_parse_chars: int = _f(
+        DEFAULT_MAX_PARSE_CHARS, "spaCy parses longer texts in pieces of this size"
+    )
+    fact_entity_types: list[str] = _f(
+        _FACT.entity_types, "entity types that are facts (empty: all)", nargs="*"
+    )
     fact_use_entities: bool = _f(_FACT.use_entities, "words inside named entities are facts")
     fact_pos: list[str] = _f(_FACT.pos, "coarse POS tags that are facts", nargs="*")
     fact_deps: list[str] = _f(_FACT.deps, "dependency labels that are facts", nargs="*")
@@ -62,12 +66,16 @@ class LabelConfig:
         choices=LINEAR_KERNELS,
     )
     window: int = _f(_SCORE.window, "scoring window (positions, start token included)")
-    min_context: int | None = _f(_SCORE.min_context, "left context kept by every scored token (default window/2)")
+    min_context: int | None = _f(
+        _SCORE.min_context, "left context kept by every scored token (default window/2)"
+    )
     batch_tokens: int = _f(_SCORE.batch_tokens, "padded positions per forward pass")
     docs_per_batch: int = _f(256, "documents per annotate/score call (a length-bucketing pool)")
     # Labels
     rule: str = _f(_LABEL.rule, "labelling rule", choices=RULES)
-    fact_quantile: float = _f(_LABEL.fact_quantile, "lacy: delegate facts at or above this loss quantile")
+    fact_quantile: float = _f(
+        _LABEL.fact_quantile, "lacy: delegate facts at or above this loss quantile"
+    )
     loss_fraction: float = _f(_LABEL.loss_fraction, "loss: delegate this share of all tokens")
     threshold_scope: str = _f(
         _LABEL.scope, "thresholds over the whole dataset or per document", choices=SCOPES

@@ -4,8 +4,8 @@
         [--config FILE] [pipeline flags] [Beam options]
 
 Stages: read -> validate -> dedupe ids -> spaCy + subwords + alignment -> reference losses ->
-dataset-wide threshold (an exact-or-bounded, order-independent loss sketch; a side input) -> labels -> write (+ rejects,
-stats.json, config.json, dataset card, report.html)."""
+dataset-wide threshold (an exact-or-bounded, order-independent loss sketch; a side input) ->
+labels -> write (+ rejects, stats.json, config.json, dataset card, report.html)."""
 
 from __future__ import annotations
 

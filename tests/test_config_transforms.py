@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -62,7 +65,18 @@ def test_default_runner_never_needs_prism():
 
 
 def test_stable_bucket_is_process_independent():
-    assert stable_bucket("Ada Lovelace", 1000) == stable_bucket("Ada Lovelace", 1000)
+    """Buckets agree across processes with different hash seeds (Python's hash() would not)."""
+    keys = ["Ada Lovelace", "東京", "", "doc-17"]
+    here = [stable_bucket(k, 1000) for k in keys]
+    code = (
+        "from pipelines.transforms import stable_bucket; "
+        f"print([stable_bucket(k, 1000) for k in {keys!r}])"
+    )
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == here
     assert {stable_bucket(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
 
 

@@ -2,6 +2,7 @@
 plain model's within the scoring tolerance."""
 
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -75,3 +76,11 @@ def test_reference_losses_agree_across_kernels(reference, wiki_docs):
         set_linear_kernel(reference.model, "onednn")
     diff = max(float(np.abs(a - b).max()) for a, b in zip(fast, plain))
     assert diff <= 1e-3
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 CPU wheel only")
+def test_private_onednn_op_still_works_on_the_pinned_torch():
+    """kernels.py uses torch.ops.mkldnn._linear_pointwise, a private op. `auto` falls back to
+    MKL quietly when it is gone or disagrees; this test makes that change loud instead (scoring
+    would lose ~1.25x on AMD CPUs)."""
+    assert onednn_available(), "torch.ops.mkldnn._linear_pointwise is missing or disagrees"

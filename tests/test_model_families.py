@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from lacy_labels.reference import load_reference
-from lacy_labels.scoring import Scorer, ScoreConfig
+from lacy_labels.scoring import ScoreConfig, Scorer
 
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 FAMILIES = {

@@ -138,3 +138,22 @@ def test_report_renders_in_headless_chromium(labelled, tmp_path):
     painted = {c for _, c in colors}
     assert (255, 159, 128) in painted
     assert any(abs(r - 0xE0) < 8 and abs(g - 0x50) < 8 and abs(b - 0x2A) < 8 for r, g, b in painted)
+
+
+def test_card_features_are_written_from_public_types():
+    import datasets
+
+    from lacy_labels.schema import SCHEMA
+    from pipelines.card import yaml_features
+
+    got = yaml_features(datasets.Features.from_arrow_schema(SCHEMA))
+    assert got[:3] == [
+        {"name": "id", "dtype": "string"},
+        {"name": "text", "dtype": "string"},
+        {"name": "input_ids", "list": "int32"},
+    ]
+    assert {"name": "ref_loss", "list": "float32"} in got and len(got) == len(SCHEMA)
+    # The Hub's own writer (private in datasets) agrees while it exists.
+    private = getattr(datasets.Features, "_to_yaml_list", None)
+    if private is not None:
+        assert got == private(datasets.Features.from_arrow_schema(SCHEMA))

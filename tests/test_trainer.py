@@ -252,10 +252,64 @@ def test_evaluate_and_teacher_forced_cascade_report_sane_figures(
         == 0
     )
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(got) >= {"call_precision", "call_recall", "call_rate", "nll", "fact_leakage"}
-    assert got["targets"] == 6 * 32 and 0 <= got["call_rate"] <= 1 and got["nll"] > 0
+    assert got["targets"] == 6 * 32  # the CLI runs; the figures are checked by hand below
     small, tok = load_checkpoint(tmp_path / "ck")
     large = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     r = teacher_forced(small, tok, large, shards, budget=0.25, seq_len=32, max_sequences=6)
     assert r["call_rate"] == pytest.approx(0.25, abs=0.01) and r["positions"] == 192
     assert 0 <= r["cascade_fact_accuracy"] <= 1
+
+
+class RuleModel(torch.nn.Module):
+    """A fixed model: after an even id it predicts <CALL> (logit 5), after an odd id x it
+    predicts x + 1 (logit 5); every other logit is 0."""
+
+    def __init__(self, vocab, call):
+        super().__init__()
+        self.vocab, self.call = vocab, call
+
+    def forward(self, input_ids):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        odd = input_ids % 2 == 1
+        pick = torch.where(odd, input_ids + 1, torch.full_like(input_ids, self.call))
+        logits.scatter_(-1, pick[..., None], 5.0)
+        return type("Out", (), {"logits": logits})()
+
+
+def test_evaluate_figures_match_a_hand_computed_fixture(tmp_path):
+    from trainer.evaluate import evaluate
+    from trainer.model import call_id, load_slm_tokenizer, separator_id
+
+    tok = load_slm_tokenizer()
+    V, call = len(tok), call_id(tok)
+    assert separator_id(tok) == 0
+    docs = [([3, 4, 7, 8], [0, 1, 1, 0]), ([1, 2, 5, 6, 9], [0, 1, 0, 0, 1])]
+    table = pa.table(
+        {
+            "input_ids": [d[0] for d in docs],
+            "delegate": [[bool(x) for x in d[1]] for d in docs],
+            "is_fact": [[bool(x) for x in d[1]] for d in docs],
+            "ref_loss": [[1.0] * len(d[0]) for d in docs],
+        }
+    )
+    (tmp_path / "data").mkdir()
+    pq.write_table(table, tmp_path / "data/part.parquet")
+    got = evaluate(RuleModel(V, call), tok, str(tmp_path), seq_len=4, batch_size=8)
+    # Stream 3 4 7 8 | 0 | 1 2 5 6 9 | 0 -> windows (inputs -> targets, delegated*):
+    #   3 4 7 8 -> 4* 7* 8 0     predictions: 4 CALL 8 CALL
+    #   0 1 2 5 -> 1 2* 5 6      predictions: CALL 2 CALL 6
+    # Calls: 4, on delegated targets: 1 (7*); delegated targets: 3; targets: 8.
+    # Non-delegated NLL (<CALL> left out of the softmax): after an odd id that predicts the
+    # target, log(V - 2 + e^5) - 5 (twice); after an even id, log(V - 1) (three times).
+    hit, flat = np.log(V - 2 + np.exp(5.0)) - 5.0, np.log(V - 1.0)
+    # Leakage (<CALL> at -inf, argmax right on delegated targets): 4* (after 3) and 2* (after 1)
+    # are right; 7* (after 4: all logits 0, argmax id 0) is not.
+    assert got == {
+        "call_precision": 0.25,
+        "call_recall": round(1 / 3, 4),
+        "call_rate": 0.5,
+        "nll": round((2 * hit + 3 * flat) / 5, 4),
+        "fact_leakage": round(2 / 3, 4),
+        "targets": 8,
+        "delegated_targets": 3,
+    }

@@ -1,1 +1,2 @@
-"""The <CALL> trainer and cascade generation (not implemented yet: see the trainer issue)."""
+"""The <CALL> trainer (`trainer.train`), its data stream, objectives, evaluation and cascade
+generation with a bigger model."""

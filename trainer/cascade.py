@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from trainer.evaluate import batches
-from trainer.model import call_id, load_checkpoint
+from trainer.model import call_id, load_checkpoint, separator_id
 
 
 class RunningQuantile:
@@ -69,7 +69,7 @@ def generate(
     Returns (marked text, character spans, token spans) of what the large model wrote; token
     spans count generated tokens."""
     call = call_id(tok)
-    eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
+    eot = separator_id(tok)
     ids = [eot, *tok(prompt, add_special_tokens=False)["input_ids"]]
     n_prompt, spans, rq = len(ids), [], RunningQuantile(budget)
     while len(ids) - n_prompt < max_new_tokens:
@@ -130,7 +130,7 @@ def teacher_forced(
     large_cache: dict | None = None,
 ) -> dict:
     call = call_id(tok)
-    eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
+    eot = separator_id(tok)
     p_calls, slm_ok, large_ok, facts = [], [], [], []
     for bi, (ids, _dele, fact, _loss) in enumerate(batches(data, seq_len, eot, 8, max_sequences)):
         x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])

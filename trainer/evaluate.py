@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from trainer.data import iter_sequences
-from trainer.model import call_id, load_checkpoint
+from trainer.model import call_id, load_checkpoint, separator_id
 from trainer.objectives import nll_without_call
 
 
@@ -40,7 +40,7 @@ def evaluate(
     model, tok, data, seq_len: int = 128, batch_size: int = 8, max_sequences: int | None = None
 ) -> dict:
     call = call_id(tok)
-    eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
+    eot = separator_id(tok)
     tp = pred_n = label_n = n = 0
     nll_sum = nll_n = leak_hit = 0.0
     for ids, dele, _fact, _loss in batches(data, seq_len, eot, batch_size, max_sequences):

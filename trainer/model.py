@@ -63,6 +63,17 @@ def call_id(tok) -> int:
     return int(tok.convert_tokens_to_ids(CALL_TOKEN))
 
 
+def separator_id(tok) -> int:
+    """The document separator and generation start: the reference model's plain-text start
+    token (what the labels' losses were conditioned on)."""
+    from lacy_labels.reference import plain_start_token
+
+    sep = plain_start_token(tok)
+    if sep is None:
+        raise ValueError("the tokenizer has no plain-text start token to separate documents")
+    return int(sep)
+
+
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """(model, tokenizer) from a save_pretrained folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from trainer.data import SequenceLoader
-from trainer.model import build_model, call_id, load_slm_tokenizer
+from trainer.model import build_model, call_id, load_slm_tokenizer, separator_id
 from trainer.objectives import OBJECTIVES, compute_loss
 
 STATE_FILE = "training_state.pt"
@@ -91,7 +91,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.tok = load_slm_tokenizer(cfg.reference_model)
         self.call = call_id(self.tok)
-        self.eot = int(self.tok.convert_tokens_to_ids("<|endoftext|>"))
+        self.eot = separator_id(self.tok)
         self.model = build_model(cfg.preset, len(self.tok), cfg.seed).to(cfg.device)
         self.model.to(getattr(torch, cfg.dtype))
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
