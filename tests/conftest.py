@@ -73,3 +73,24 @@ def tiny_model_dir(tmp_path_factory, smol_tok):
     LlamaForCausalLM(cfg).save_pretrained(path)
     smol_tok.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory, tiny_model_dir):
+    """A small labelled output (20 leads, the tiny reference model) for trainer tests."""
+    from pipelines import label
+
+    out = tmp_path_factory.mktemp("shards") / "out"
+    label.run(
+        [
+            "--output",
+            str(out),
+            "--limit",
+            "20",
+            "--reference_model",
+            str(tiny_model_dir),
+            "--report",
+            "false",
+        ]
+    )
+    return out

@@ -74,26 +74,6 @@ def test_ignore_facts_and_standard():
         compute_loss("nope", logits, targets, dele, fact, ref, CALL)
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, tiny_model_dir):
-    from pipelines import label
-
-    out = tmp_path_factory.mktemp("shards") / "out"
-    label.run(
-        [
-            "--output",
-            str(out),
-            "--limit",
-            "20",
-            "--reference_model",
-            str(tiny_model_dir),
-            "--report",
-            "false",
-        ]
-    )
-    return out
-
-
 def test_sequences_carry_labels_aligned_with_targets(shards):
     loader = SequenceLoader(shards, seq_len=32, batch_size=2, eot_id=0)
     b = loader.next_batch()

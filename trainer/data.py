@@ -1,10 +1,14 @@
 """Streaming training data from labelled Parquet shards: documents are concatenated with the
 end-of-text token and cut into fixed-length sequences; `delegate`, `is_fact` and `ref_loss`
 travel along, aligned with the *targets* (position t describes token t+1 of the window).
-Shards are read one record batch at a time (never a whole corpus in memory)."""
+
+Shards come from a local folder, any fsspec URL (`gs://`, `s3://`, `hf://datasets/ORG/NAME`,
+`https://`, `memory://`, ...) or a Hub dataset id (`ORG/NAME`), and are read one record batch
+at a time through the filesystem's file objects (range reads: never a whole shard in memory)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 NEEDED = ("input_ids", "delegate", "is_fact", "ref_loss")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ShardError(ValueError):
@@ -28,42 +33,83 @@ class Batch:
     ref_loss: np.ndarray  # float32 [B, T] (NaN where undefined)
 
 
-def shard_files(data: str | Path) -> list[Path]:
-    root = Path(data)
-    files = sorted(root.glob("data/*.parquet")) or sorted(root.glob("*.parquet"))
-    if root.is_file():
-        files = [root]
+@dataclass(frozen=True)
+class Shards:
+    """Shard paths on one fsspec filesystem."""
+
+    fs: object
+    paths: list[str]
+    source: str
+
+    def url(self, path: str) -> str:
+        return self.fs.unstrip_protocol(path)
+
+
+def data_url(data: str | Path) -> str:
+    """A local path as is; `ORG/NAME` that is not a local path means the Hub dataset."""
+    text = str(data)
+    if "://" not in text and not Path(text).exists() and HUB_ID.match(text):
+        return f"hf://datasets/{text}"
+    return text
+
+
+def shard_files(data: str | Path) -> Shards:
+    """The Parquet shards of a labelled output (DIR/data/*.parquet, else DIR/*.parquet, or one
+    .parquet file), sorted by path, on whatever filesystem `data` names."""
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(data_url(data))
+        if root.endswith(".parquet"):
+            files = [root]
+        else:
+            base = root.rstrip("/")
+            files = sorted(fs.glob(f"{base}/data/*.parquet")) or sorted(
+                fs.glob(f"{base}/*.parquet")
+            )
+    except (OSError, ValueError, ImportError) as e:
+        raise ShardError(f"{data}: cannot list shards ({type(e).__name__}: {e})") from None
     if not files:
         raise ShardError(f"{data}: no Parquet shards (expected DIR/data/*.parquet)")
-    return files
+    return Shards(fs, files, str(data))
 
 
-def check_shard(path: Path) -> pq.ParquetFile:
+def check_shard(f, name: str) -> pq.ParquetFile:
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(f)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for broken files
-        raise ShardError(f"{path}: not a readable Parquet file ({e})") from None
+        raise ShardError(f"{name}: not a readable Parquet file ({e})") from None
     missing = [c for c in NEEDED if c not in pf.schema_arrow.names]
     if missing:
-        raise ShardError(f"{path}: missing column(s) {missing}")
+        raise ShardError(f"{name}: missing column(s) {missing}")
     return pf
 
 
-def iter_documents(files: list[Path]) -> Iterator[tuple[np.ndarray, ...]]:
+def iter_documents(shards: Shards) -> Iterator[tuple[np.ndarray, ...]]:
     """(ids, delegate, is_fact, ref_loss) per document, streamed batch by batch."""
-    for path in files:
-        pf = check_shard(path)
-        for batch in pf.iter_batches(batch_size=256, columns=list(NEEDED)):
-            cols = {c: batch.column(c) for c in NEEDED}
-            for i in range(batch.num_rows):
-                ids = np.asarray(cols["input_ids"][i].values, dtype=np.int64)
-                dele = np.asarray(cols["delegate"][i].values.to_numpy(zero_copy_only=False))
-                fact = np.asarray(cols["is_fact"][i].values.to_numpy(zero_copy_only=False))
-                loss = cols["ref_loss"][i].values.to_numpy(zero_copy_only=False)
-                loss = np.asarray(loss, dtype=np.float32)
-                if not (len(ids) == len(dele) == len(fact) == len(loss)):
-                    raise ShardError(f"{path}: row {i}: per-token column lengths disagree")
-                yield ids, dele.astype(bool), fact.astype(bool), loss
+    for path in shards.paths:
+        name = shards.url(path)
+        try:
+            f = shards.fs.open(path, "rb")
+        except OSError as e:
+            raise ShardError(f"{name}: cannot open ({e})") from None
+        with f:
+            pf = check_shard(f, name)
+            for batch in pf.iter_batches(batch_size=256, columns=list(NEEDED)):
+                yield from _batch_documents(batch, name)
+
+
+def _batch_documents(batch, name: str) -> Iterator[tuple[np.ndarray, ...]]:
+    cols = {c: batch.column(c) for c in NEEDED}
+    for i in range(batch.num_rows):
+        ids = np.asarray(cols["input_ids"][i].values, dtype=np.int64)
+        dele = np.asarray(cols["delegate"][i].values.to_numpy(zero_copy_only=False))
+        fact = np.asarray(cols["is_fact"][i].values.to_numpy(zero_copy_only=False))
+        loss = cols["ref_loss"][i].values.to_numpy(zero_copy_only=False)
+        loss = np.asarray(loss, dtype=np.float32)
+        if not (len(ids) == len(dele) == len(fact) == len(loss)):
+            raise ShardError(f"{name}: row {i}: per-token column lengths disagree")
+        yield ids, dele.astype(bool), fact.astype(bool), loss
 
 
 def iter_sequences(
@@ -71,12 +117,12 @@ def iter_sequences(
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Windows of seq_len + 1 tokens (inputs + shifted targets) over the concatenated stream
     [doc, EOT, doc, EOT, ...]; the EOT separator has delegate/is_fact False and no loss."""
-    files = shard_files(data)
+    shards = shard_files(data)
     width = seq_len + 1
     buf = [np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.float32)]
     while True:
         produced = False
-        for ids, dele, fact, loss in iter_documents(files):
+        for ids, dele, fact, loss in iter_documents(shards):
             parts = (
                 np.append(ids, eot_id),
                 np.append(dele, False),
@@ -95,18 +141,45 @@ def iter_sequences(
 
 
 class SequenceLoader:
-    """Batches of sequences with a resumable position (sequences consumed so far)."""
+    """Micro-batches of sequences for one rank, with a resumable position.
 
-    def __init__(self, data, seq_len: int, batch_size: int, eot_id: int, position: int = 0):
+    The sequence stream is cut into micro-batches of `batch_size`; micro-batch j belongs to rank
+    j % world, so ranks see disjoint, deterministic data and, step for step, the same
+    micro-batches a single process would see at the same global batch. `position` counts
+    sequences of the global stream (every rank's) consumed; a resumed loader skips to it."""
+
+    def __init__(
+        self,
+        data,
+        seq_len: int,
+        batch_size: int,
+        eot_id: int,
+        position: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        if position % batch_size:
+            raise ValueError(f"position {position} is not a whole number of micro-batches")
         self.stream = iter_sequences(data, seq_len, eot_id)
-        self.batch_size = batch_size
+        self.batch_size, self.rank, self.world = batch_size, rank, world
         self.position = 0
-        for _ in range(position):
+        self._skip(position)
+
+    def _skip(self, n: int) -> None:
+        for _ in range(n):
             next(self.stream)
-            self.position += 1
+        self.position += n
 
     def next_batch(self) -> Batch:
+        while (self.position // self.batch_size) % self.world != self.rank:
+            self._skip(self.batch_size)
         rows = [next(self.stream) for _ in range(self.batch_size)]
         self.position += self.batch_size
         ids, dele, fact, loss = (np.stack(c) for c in zip(*rows))
         return Batch(ids[:, :-1], ids[:, 1:], dele[:, 1:], fact[:, 1:], loss[:, 1:])
+
+    def align(self, position: int) -> None:
+        """Skip ahead to a global position (after a step, every rank agrees on it)."""
+        if position < self.position:
+            raise ValueError("cannot move a loader backwards")
+        self._skip(position - self.position)

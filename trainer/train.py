@@ -1,18 +1,28 @@
 """Train an SLM on labelled shards with a <CALL> objective.
 
-    python -m trainer.train --data DIR --output CKPT --objective NAME [--preset tiny]
-        [--max-steps N | --token-budget N] [--seed S] [--resume]
+    python -m trainer.train --data DIR_OR_URL --output CKPT --objective NAME [--preset tiny]
+        [--max-steps N | --token-budget N] [--global-batch-tokens N] [--seed S] [--resume]
+    torchrun --nproc_per_node N -m trainer.train ...   (data-parallel: gloo on CPU, NCCL on CUDA)
+
+--data is a labelled output folder, any fsspec URL (gs://, s3://, hf://datasets/ORG/NAME,
+https://) or a Hub dataset id. Each optimizer step covers --global-batch-tokens tokens (default
+one micro-batch of --batch-size sequences per rank): micro-batches are dealt round-robin to the
+ranks and gradients accumulated, so a run with N processes takes the same steps as one process
+with the same global batch. One rank writes checkpoints, metrics and the progress bar.
 
 A budget in tokens counts targets that received a ground-truth gradient (the paper's
 accounting), so objectives that delegate or drop targets train on more text for the same
 budget. The checkpoint is a save_pretrained folder (safetensors + tokenizer);
 training_state.pt beside it holds the optimizer, scheduler, step, data position and RNG states,
-so --resume continues with the identical next step. metrics.jsonl gets one line per log step.
+so --resume continues with the identical next step (at the same world size). metrics.jsonl gets
+one line per log step. On CUDA the forward runs under bf16 autocast (fp32 master weights) and
+AdamW is fused; on CPU everything stays fp32.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -23,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from trainer.data import SequenceLoader
 from trainer.model import build_model, call_id, load_slm_tokenizer, separator_id
@@ -41,8 +52,10 @@ class TrainConfig:
     token_budget: int | None = None
     seed: int = 0
     resume: bool = False
+    stop_after: int | None = None  # steps in this invocation (preemptible jobs); then --resume
     seq_len: int = 128
-    batch_size: int = 8
+    batch_size: int = 8  # sequences per micro-batch, per rank
+    global_batch_tokens: int | None = None  # per optimizer step, all ranks (default: no accum)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
@@ -51,27 +64,70 @@ class TrainConfig:
     fraction: float | None = None
     device: str = "cpu"
     dtype: str = "float32"
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
     log_every: int = 10
     save_every: int = 0
     reference_model: str = "smollm2"
     progress: bool = True
 
-    def schedule_steps(self) -> int:
-        """Steps the LR schedule spans (a token budget is converted with the batch size)."""
+    def step_tokens(self, world: int = 1) -> int:
+        return self.global_batch_tokens or self.batch_size * self.seq_len * world
+
+    def accum_steps(self, world: int = 1) -> int:
+        """Micro-batches per rank and step that make up the global batch."""
+        micro = self.batch_size * self.seq_len * world
+        if self.step_tokens(world) % micro:
+            raise ValueError(
+                f"global_batch_tokens {self.global_batch_tokens} is not a multiple of "
+                f"batch_size x seq_len x world ({micro})"
+            )
+        return self.step_tokens(world) // micro
+
+    def schedule_steps(self, world: int = 1) -> int:
+        """Steps the LR schedule spans (a token budget is converted with the global batch)."""
         if self.max_steps:
             return self.max_steps
-        return max(1, math.ceil(self.token_budget / (self.batch_size * self.seq_len)))
+        return max(1, math.ceil(self.token_budget / self.step_tokens(world)))
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: TrainConfig, world: int = 1) -> float:
     """Linear warmup then cosine decay to min_lr_ratio * lr."""
-    total = cfg.schedule_steps()
+    total = cfg.schedule_steps(world)
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
     return cfg.lr * (
         cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     )
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> tuple[Dist, str]:
+    """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA, one GPU per
+    local rank); returns (Dist, this rank's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), device
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.split(":")[0] == "cuda"
+    if cuda:
+        device = f"cuda:{local}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Dist(rank, world, local), device
 
 
 def seed_everything(seed: int) -> None:
@@ -87,13 +143,18 @@ class Trainer:
         if not (cfg.max_steps or cfg.token_budget):
             raise ValueError("give --max-steps or --token-budget")
         self.cfg = cfg
+        self.dist, self.device = init_distributed(cfg.device)
+        self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
         seed_everything(cfg.seed)
         self.tok = load_slm_tokenizer(cfg.reference_model)
         self.call = call_id(self.tok)
         self.eot = separator_id(self.tok)
-        self.model = build_model(cfg.preset, len(self.tok), cfg.seed).to(cfg.device)
+        self.model = build_model(cfg.preset, len(self.tok), cfg.seed).to(self.device)
         self.model.to(getattr(torch, cfg.dtype))
+        self.net = self._wrap(self.model)
+        self.cuda = self.device.split(":")[0] == "cuda"
+        self.amp = {"auto": self.cuda, "bf16": True, "none": False}[cfg.amp]
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         other = [p for p in self.model.parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW(
@@ -103,59 +164,92 @@ class Trainer:
             ],
             lr=cfg.lr,
             betas=(0.9, 0.95),
+            **({"fused": True} if self.cuda else {}),
         )
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_at(s, cfg) / cfg.lr)
+        world = self.dist.world
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_at(s, cfg, world) / cfg.lr
+        )
         self.step, self.gt_tokens, position = 0, 0, 0
         if cfg.resume and (self.out / STATE_FILE).is_file():
             position = self._load_state()
-        self.loader = SequenceLoader(cfg.data, cfg.seq_len, cfg.batch_size, self.eot, position)
+        self.loader = SequenceLoader(
+            cfg.data, cfg.seq_len, cfg.batch_size, self.eot, position, self.dist.rank, world
+        )
+
+    def _wrap(self, model):
+        if self.dist.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.dist.local_rank] if self.device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids)
 
     def done(self) -> bool:
         if self.cfg.max_steps is not None:
             return self.step >= self.cfg.max_steps
         return self.gt_tokens >= self.cfg.token_budget
 
+    def _micro_step(self, sync: bool) -> list[float]:
+        """Forward + backward of one micro-batch; [loss, gt, call, trained targets]."""
+        cfg, b = self.cfg, self.loader.next_batch()
+        t = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
+        quiet = self.net.no_sync() if self.dist.world > 1 and not sync else contextlib.nullcontext()
+        with quiet:
+            with torch.autocast(self.device.split(":")[0], torch.bfloat16, enabled=self.amp):
+                logits = self.net(input_ids=t(b.input_ids)).logits
+            loss, st = compute_loss(
+                cfg.objective,
+                logits.float(),
+                t(b.targets),
+                t(b.delegate),
+                t(b.is_fact),
+                t(b.ref_loss),
+                self.call,
+                cfg.fraction,
+            )
+            (loss / self.accum).backward()
+        return [float(loss.detach()), st["gt_targets"], st["call_targets"], st["trained_targets"]]
+
     def train_step(self) -> dict:
-        cfg = self.cfg
-        b = self.loader.next_batch()
-        t = lambda a: torch.from_numpy(a).to(cfg.device)  # noqa: E731
         self.model.train()
-        logits = self.model(input_ids=t(b.input_ids)).logits
-        loss, st = compute_loss(
-            cfg.objective,
-            logits,
-            t(b.targets),
-            t(b.delegate),
-            t(b.is_fact),
-            t(b.ref_loss),
-            self.call,
-            cfg.fraction,
-        )
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        sums = torch.zeros(4, dtype=torch.float64)
+        for i in range(self.accum):
+            sums += torch.tensor(self._micro_step(sync=i == self.accum - 1), dtype=torch.float64)
+        if self.dist.world > 1:
+            dist.all_reduce(sums)  # every rank logs and stops on the same global figures
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         self.sched.step()
         self.step += 1
-        self.gt_tokens += st["gt_targets"]
+        per_step = self.accum * self.dist.world * self.cfg.batch_size
+        self.loader.align(self.loader.position + (-self.loader.position) % per_step)
+        loss, gt, calls, trained = sums.tolist()
+        self.gt_tokens += int(gt)
         return {
             "step": self.step,
-            "loss": round(float(loss.detach()), 5),
+            "loss": round(loss / (self.accum * self.dist.world), 5),
             "lr": self.sched.get_last_lr()[0],
             "grad_norm": round(float(norm), 4),
             "gt_tokens": self.gt_tokens,
-            **st,
+            "gt_targets": int(gt),
+            "call_targets": int(calls),
+            "trained_targets": int(trained),
         }
 
     def fit(self) -> list[dict]:
-        self.out.mkdir(parents=True, exist_ok=True)
+        main = self.dist.main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
         history = []
-        bar = _progress(self.cfg)
-        with (self.out / "metrics.jsonl").open("a") as metrics:
-            while not self.done():
+        bar = _progress(self.cfg) if main else None
+        metrics = (self.out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()
+        with metrics:
+            while not self.done() and len(history) != self.cfg.stop_after:
                 m = self.train_step()
                 history.append(m)
-                if self.step % self.cfg.log_every == 0 or self.done():
+                if main and (self.step % self.cfg.log_every == 0 or self.done()):
                     metrics.write(json.dumps(m) + "\n")
                     metrics.flush()
                 if bar:
@@ -169,7 +263,14 @@ class Trainer:
         return history
 
     def save(self) -> None:
-        """Checkpoint folder + training state (written last, atomically)."""
+        """Checkpoint folder + training state (written last, atomically), by rank 0; the other
+        ranks wait for it, so that a checkpoint is complete before anyone goes on."""
+        if self.dist.main:
+            self._write_checkpoint()
+        if self.dist.world > 1:
+            dist.barrier()
+
+    def _write_checkpoint(self) -> None:
         self.model.save_pretrained(self.out, safe_serialization=True)
         self.tok.save_pretrained(self.out)
         (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
@@ -179,6 +280,7 @@ class Trainer:
             "step": self.step,
             "gt_tokens": self.gt_tokens,
             "position": self.loader.position,
+            "world_size": self.dist.world,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
@@ -197,6 +299,12 @@ class Trainer:
         if getattr(self.model.config, "tie_word_embeddings", False):
             self.model.tie_weights()
         state = torch.load(self.out / STATE_FILE, weights_only=False)
+        saved_world = state.get("world_size", 1)
+        if saved_world != self.dist.world:
+            raise ValueError(
+                f"{self.out}: the checkpoint was trained by {saved_world} process(es); resume "
+                f"with the same world size, not {self.dist.world}"
+            )
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.step, self.gt_tokens = state["step"], state["gt_tokens"]
@@ -220,7 +328,12 @@ def parse_args(argv=None) -> TrainConfig:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("--data", required=True, help="labelled output DIR (DIR/data/*.parquet)")
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="labelled output: a folder, an fsspec URL (gs://, s3://, hf://datasets/ORG/NAME, "
+        "https://) or a Hub dataset id ORG/NAME",
+    )
     ap.add_argument("--output", required=True, help="checkpoint folder")
     ap.add_argument("--objective", required=True, choices=OBJECTIVES)
     ap.add_argument("--preset", default="tiny", choices=("tiny", "small", "paper-334m"))
@@ -229,6 +342,12 @@ def parse_args(argv=None) -> TrainConfig:
     budget.add_argument("--token-budget", type=int, help="ground-truth-gradient targets")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="train at most N steps in this invocation, checkpoint, and exit (--resume goes on)",
+    )
     for name in ("seq_len", "batch_size", "warmup_steps", "log_every", "save_every"):
         ap.add_argument(
             "--" + name.replace("_", "-"),
@@ -247,8 +366,20 @@ def parse_args(argv=None) -> TrainConfig:
         default=None,
         help="online/rho selection fraction (defaults: 0.6, 0.15, 0.6)",
     )
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
+    ap.add_argument(
+        "--global-batch-tokens",
+        type=int,
+        default=None,
+        help="tokens per optimizer step over all ranks (gradient accumulation fills it)",
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun rank)")
+    ap.add_argument("--dtype", default="float32", help="parameter dtype (keep fp32 with --amp)")
+    ap.add_argument(
+        "--amp",
+        default="auto",
+        choices=("auto", "bf16", "none"),
+        help="autocast of the forward: auto = bf16 on CUDA, none on CPU",
+    )
     ap.add_argument("--reference-model", default="smollm2")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     return TrainConfig(**vars(ap.parse_args(argv)))
@@ -257,7 +388,12 @@ def parse_args(argv=None) -> TrainConfig:
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = parse_args(argv)
-    history = Trainer(cfg).fit()
+    trainer = Trainer(cfg)
+    history = trainer.fit()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    if not trainer.dist.main:
+        return 0
     last = history[-1] if history else {}
     print(
         json.dumps(
