@@ -23,11 +23,16 @@ def delegated_share(values, threshold) -> float:
     return float((np.asarray(values, np.float32) >= np.float32(threshold)).mean())
 
 
-def best_share(values, q) -> float:
-    """The delegated share nearest 1 - q that any threshold can reach (ties move together)."""
-    v = np.sort(np.asarray(values, np.float32))
-    reachable = [(v >= t).mean() for t in np.unique(v)] + [0.0]
-    return min(reachable, key=lambda s: abs(s - (1 - q)))
+def best_miss(values, q) -> float:
+    """How near 1 - q the delegated share of any threshold can come (ties move together)."""
+    v = np.asarray(values, np.float32)
+    n = len(v)
+    reachable = [int((v >= t).sum()) for t in np.unique(v)] + [0]
+    return min(abs(k - (1 - q) * n) for k in reachable) / n
+
+
+def miss(values, q, threshold) -> float:
+    return abs(delegated_share(values, threshold) - (1 - q))
 
 
 # Adversarial float32 loss populations: mass at zero, denormals, exact ties, a few tokens.
@@ -39,14 +44,14 @@ losses = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(values=losses, q=st.sampled_from([0.0, 0.1, 0.4, 0.5, 0.85, 1.0]))
 def test_exact_sketch_reaches_the_best_share_any_threshold_can(values, q):
     t = LossSketch.of(values).threshold(q)
-    assert delegated_share(values, t) == pytest.approx(best_share(values, q), abs=1e-12)
+    assert miss(values, q, t) <= best_miss(values, q) + 1e-9
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(values=losses, q=st.sampled_from([0.4, 0.85]), parts=st.integers(1, 9))
 def test_small_sketch_is_order_independent_and_within_its_bins(values, q, parts):
     """A 512-entry sketch coarsens on larger inputs; the result must not depend on how the
@@ -58,7 +63,7 @@ def test_small_sketch_is_order_independent_and_within_its_bins(values, q, parts)
     assert a == b and len(a.keys) <= 512
     t = a.threshold(q)
     bin_mass = a.counts.max() / len(values)
-    assert abs(delegated_share(values, t) - best_share(values, q)) <= bin_mass + 1e-12
+    assert miss(values, q, t) <= best_miss(values, q) + bin_mass + 1e-9
 
 
 def test_repeated_paragraph_losses_keep_the_target_share():

@@ -28,6 +28,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,9 +246,10 @@ class Trainer:
         history = []
         bar = _progress(self.cfg) if main else None
         metrics = (self.out / "metrics.jsonl").open("a") if main else contextlib.nullcontext()
+        t0 = time.monotonic()
         with metrics:
             while not self.done() and len(history) != self.cfg.stop_after:
-                m = self.train_step()
+                m = self.train_step() | {"elapsed_s": round(time.monotonic() - t0, 3)}
                 history.append(m)
                 if main and (self.step % self.cfg.log_every == 0 or self.done()):
                     metrics.write(json.dumps(m) + "\n")
