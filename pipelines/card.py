@@ -108,7 +108,7 @@ labelling: a subword is a `<CALL>` target (`delegate`) when a spaCy-based fact p
 {json.dumps(headline, indent=1)}
 ```
 
-Rejected input records are listed in `rejects/rejects.jsonl` with their reason; full statistics
+Rejected input records are listed in `rejects/rejects-*.jsonl` with their reason; full statistics
 are in `stats.json` and the resolved settings in `config.json`.
 """
 

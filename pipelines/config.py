@@ -70,7 +70,20 @@ class LabelConfig:
         _SCORE.min_context, "left context kept by every scored token (default window/2)"
     )
     batch_tokens: int = _f(_SCORE.batch_tokens, "padded positions per forward pass")
-    docs_per_batch: int = _f(256, "documents per annotate/score call (a length-bucketing pool)")
+    group_chars: int = _f(
+        1 << 16,
+        "characters per annotate/score group (the scorer's length-bucketing pool; raise it on "
+        "a GPU to several times batch_tokens x ~4.5 characters)",
+    )
+    score_accelerator: str | None = _f(
+        None,
+        "Beam accelerator resource hint for the scoring stage only, e.g. "
+        "'type:nvidia-l4;count:1;install-nvidia-driver' (Dataflow right fitting)",
+    )
+    dedupe_ids: bool = _f(
+        True,
+        "reject repeated ids (resolved inside the grouping shuffle; off: ids must be unique)",
+    )
     # Labels
     rule: str = _f(_LABEL.rule, "labelling rule", choices=RULES)
     fact_quantile: float = _f(
@@ -84,8 +97,14 @@ class LabelConfig:
         MAX_ENTRIES,
         "distinct float32 losses the threshold sketch holds exactly before it coarsens its bins",
     )
+    threshold: float | None = _f(
+        None, "fixed dataset threshold (no global barrier: every stage streams)"
+    )
+    threshold_from: str | None = _f(
+        None, "take the fixed threshold from a previous output's stats.json (e.g. a sample run)"
+    )
     # Output layout
-    shard_rows: int = _f(5000, "target documents per Parquet shard")
+    shard_chars: int = _f(1 << 23, "characters of input text per Parquet shard (about)")
     row_group_rows: int = _f(500, "documents per Parquet row group")
     samples_in_report: int = _f(10, "sample documents shown in report.html")
     report: bool = _f(True, "write report.html beside the data")
@@ -116,7 +135,12 @@ class LabelConfig:
         self.score_config().context()
         LossSketch(self.threshold_sketch_size)
         resolve_linear_kernel(self.linear_kernel, self.device, self.dtype)
-        for name in ("shard_rows", "row_group_rows", "docs_per_batch", "spacy_batch_size"):
+        if self.threshold is not None and self.threshold_from:
+            raise ValueError("give --threshold or --threshold_from, not both")
+        fixed = self.threshold is not None or self.threshold_from
+        if fixed and (self.threshold_scope != "dataset" or self.rule == "none"):
+            raise ValueError("a fixed threshold needs a dataset-scope lacy or loss rule")
+        for name in ("shard_chars", "row_group_rows", "group_chars", "spacy_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         return self
@@ -146,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
         elif "nargs" in meta:
             p.add_argument(flag, nargs=meta["nargs"], help=help_text)
         else:
-            kind = {"int": int, "float": float, "int | None": int}.get(f.type, str)
+            kind = {"int": int, "float": float, "int | None": int, "float | None": float}
+            kind = kind.get(f.type, str)
             p.add_argument(flag, type=kind, choices=meta.get("choices"), help=help_text)
     return p
 

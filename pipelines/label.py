@@ -3,9 +3,15 @@
     python -m pipelines.label --output DIR [--input PATH_OR_GLOB] [--limit N] [--overwrite]
         [--config FILE] [pipeline flags] [Beam options]
 
-Stages: read -> validate -> dedupe ids -> spaCy + subwords + alignment -> reference losses ->
-dataset-wide threshold (an exact-or-bounded, order-independent loss sketch; a side input) ->
-labels -> write (+ rejects, stats.json, config.json, dataset card, report.html)."""
+Stages: read -> validate -> group by a hash of the id (the one shuffle of texts: batching and
+id-dedupe together) -> spaCy + subwords + alignment (CPU) -> Reshuffle -> reference losses
+(RunInference; GPU workers via a resource hint) -> threshold (a dataset-wide order-independent
+loss sketch as a side input, or a fixed one: then every stage streams) -> labels -> shards keyed
+by a hash of the id (the one shuffle of labelled arrays) -> Parquet; rejects as JSONL shards,
+stats.json written by the job; config.json before it, the dataset card and report.html after.
+
+Group and shard counts are fixed before the run from the input files' sizes, so no stage waits
+for a global count."""
 
 from __future__ import annotations
 
@@ -19,22 +25,26 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.utils import shared
 
 from lacy_labels import __version__
-from lacy_labels.validate import resolve_duplicates, validate
+from lacy_labels.validate import validate
 from pipelines import outputs, stats
 from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
-from pipelines.sources import expand_inputs, read_file
+from pipelines.sources import expand_inputs, input_bytes, read_file
 from pipelines.transforms import (
+    NAMESPACE,
     REJECTS,
     AnnotateDoFn,
-    ScoreDoFn,
+    LabelDoFn,
     all_losses,
-    label_record,
+    count_rejects,
     population,
+    score_transform,
+    split_scored,
     stable_bucket,
 )
 
 log = logging.getLogger("lacy")
+LIMIT_BYTES_PER_RECORD = 1024  # with --limit, the size estimate assumes this much per record
 
 
 def provenance(cfg: LabelConfig) -> dict:
@@ -59,30 +69,55 @@ def provenance(cfg: LabelConfig) -> dict:
     }
 
 
+def fixed_threshold(cfg: LabelConfig) -> dict | None:
+    """{"value", "source"} of a fixed threshold (--threshold or --threshold_from), else None.
+    A previous output must have used the same rule and quantile."""
+    if cfg.threshold is not None:
+        return {"value": float(cfg.threshold), "source": "--threshold"}
+    if not cfg.threshold_from:
+        return None
+    prev = cfg.threshold_from.rstrip("/")
+    try:
+        s = outputs.read_json(f"{prev}/stats.json")
+        settings = outputs.read_json(f"{prev}/config.json")["settings"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"--threshold_from {prev}: not a labelled output ({e})") from None
+    same = ("rule", "fact_quantile", "loss_fraction", "threshold_scope", "reference_model")
+    differ = [k for k in same if settings.get(k) != getattr(cfg, k)]
+    if differ or s.get("threshold") is None:
+        raise ValueError(
+            f"--threshold_from {prev}: its labels used other settings ({', '.join(differ)})"
+            if differ
+            else f"--threshold_from {prev}: it has no dataset threshold"
+        )
+    return {"value": float(s["threshold"]), "source": f"{prev}/stats.json"}
+
+
+def plan_sizes(cfg: LabelConfig, files: list[str]) -> dict:
+    """Group and shard counts from the input's size, fixed before the run."""
+    size = input_bytes(files)
+    if cfg.limit is not None:
+        size = min(size, cfg.limit * LIMIT_BYTES_PER_RECORD)
+    return {
+        "input_bytes": size,
+        "groups": max(1, math.ceil(size / cfg.group_chars)),
+        "shards": max(1, math.ceil(size / cfg.shard_chars)),
+    }
+
+
 class ReadRecords(beam.PTransform):
     """Files -> raw records. With --limit, files are read in order in one step until the limit."""
 
-    def __init__(self, cfg: LabelConfig):
+    def __init__(self, cfg: LabelConfig, files: list[str]):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.files = cfg, files
 
     def expand(self, p):
-        cfg, files = self.cfg, expand_inputs(self.cfg.input)
+        cfg, files = self.cfg, self.files
         read = lambda path: read_file(path, cfg.text_field, cfg.id_field, cfg.txt_mode)  # noqa: E731
         if cfg.limit is not None:
-            return (
-                p
-                | beam.Create([files])
-                | beam.FlatMap(_read_limited, read, cfg.limit)
-                | "Spread" >> beam.Reshuffle()
-            )
-        return (
-            p
-            | beam.Create(files)
-            | "SpreadFiles" >> beam.Reshuffle()
-            | beam.FlatMap(read)
-            | "SpreadRecords" >> beam.Reshuffle()
-        )
+            return p | beam.Create([files]) | beam.FlatMap(_read_limited, read, cfg.limit)
+        return p | beam.Create(files) | "SpreadFiles" >> beam.Reshuffle() | beam.FlatMap(read)
 
 
 def _read_limited(files, read, limit):
@@ -96,6 +131,7 @@ def _read_limited(files, read, limit):
 
 
 def _validate(raw, cfg):
+    beam.metrics.Metrics.counter(NAMESPACE, "documents_in").inc()
     out = validate(raw, cfg.clean_control, cfg.max_chars)
     if isinstance(out, dict):
         yield out
@@ -103,86 +139,82 @@ def _validate(raw, cfg):
         yield beam.pvalue.TaggedOutput(REJECTS, out.to_dict())
 
 
-def _dedupe(element):
-    doc_id, docs = element
-    keep, dups = resolve_duplicates(doc_id, list(docs))
-    yield keep
-    for d in dups:
-        yield beam.pvalue.TaggedOutput(REJECTS, d.to_dict())
+def _group_key(doc: dict, groups: int, dedupe: bool):
+    """Same id, same group (so duplicates meet); without dedupe, the source position decides."""
+    key = doc["id"] if dedupe else f"{doc['source']}#{doc['index']}"
+    return stable_bucket(key, groups), doc
 
 
-def _thresholds(sketch, rule) -> dict:
-    """The dataset-wide threshold (None with per-document scope) and its population's spread."""
+def _threshold_info(sketch, rule) -> dict:
     return {
         "threshold": rule.dataset_threshold(sketch),
+        "threshold_source": "this run",
         "population_quantiles": sketch.summary(),
         "population_size": sketch.n,
         "sketch_level": sketch.level,
     }
 
 
-def _batch_key(doc: dict, n_docs: int, per_batch: int):
-    return stable_bucket(doc["id"], math.ceil(n_docs / per_batch)), doc
-
-
-def build(p, cfg: LabelConfig, meta: dict) -> dict:
+def build(p, cfg: LabelConfig, meta: dict, files: list[str], sizes: dict, fixed=None) -> dict:
     """Wire the pipeline; returns the main PCollections (for tests and the writer)."""
     rule = cfg.label_rule()
-    raw = p | "Read" >> ReadRecords(cfg)
+    raw = p | "Read" >> ReadRecords(cfg, files)
     valid = raw | "Validate" >> beam.FlatMap(_validate, cfg).with_outputs(REJECTS, main="docs")
-    unique = (
-        valid.docs
-        | "KeyById" >> beam.Map(lambda d: (d["id"], d))
-        | "GroupById" >> beam.GroupByKey()
-        | "Dedupe" >> beam.FlatMap(_dedupe).with_outputs(REJECTS, main="docs")
-    )
-    n_docs = beam.pvalue.AsSingleton(unique.docs | "CountDocs" >> beam.combiners.Count.Globally())
-    handle = shared.Shared()
     annotated = (
-        unique.docs
-        | "KeyByBatch" >> beam.Map(_batch_key, n_docs, cfg.docs_per_batch)
-        | "GroupIntoBatches" >> beam.GroupByKey()
-        | "Annotate" >> beam.ParDo(AnnotateDoFn(cfg, handle)).with_outputs(REJECTS, main="recs")
+        valid.docs
+        | "KeyByGroup" >> beam.Map(_group_key, sizes["groups"], cfg.dedupe_ids)
+        | "GroupDocs" >> beam.GroupByKey()
+        | "Annotate"
+        >> beam.ParDo(AnnotateDoFn(cfg, shared.Shared())).with_outputs(REJECTS, main="groups")
     )
-    scored = annotated.recs | "Score" >> beam.ParDo(ScoreDoFn(cfg, handle)).with_outputs(
-        REJECTS, main="recs"
+    scored = (
+        annotated.groups
+        | "ToScorers" >> beam.Reshuffle()
+        | "Score" >> score_transform(cfg)
+        | "SplitScored" >> beam.FlatMap(split_scored).with_outputs(REJECTS, main="recs")
     )
-    thresholds = (
-        scored.recs
-        | "Population" >> beam.Map(population, rule)
-        | "PopulationSketch" >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
-        | "Threshold" >> beam.Map(_thresholds, rule)
-    )
-    labelled = scored.recs | "Label" >> beam.Map(
-        label_record, beam.pvalue.AsSingleton(thresholds), rule
-    )
-    rejects = (valid[REJECTS], unique[REJECTS], annotated[REJECTS], scored[REJECTS]) | (
-        "AllRejects" >> beam.Flatten()
-    )
-    _write(cfg, meta, raw, labelled, rejects, thresholds)
+    if fixed is not None:
+        thresholds = p | "FixedThreshold" >> beam.Create(
+            [{"threshold": fixed["value"], "threshold_source": fixed["source"]}]
+        )
+        labelled = scored.recs | "Label" >> beam.ParDo(LabelDoFn(rule), fixed["value"])
+    else:
+        thresholds = (
+            scored.recs
+            | "Population" >> beam.Map(population, rule)
+            | "PopulationSketch"
+            >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
+            | "Threshold" >> beam.Map(_threshold_info, rule)
+        )
+        threshold = beam.pvalue.AsSingleton(
+            thresholds | "ThresholdValue" >> beam.Map(lambda t: t["threshold"])
+        )
+        labelled = scored.recs | "Label" >> beam.ParDo(LabelDoFn(rule), threshold)
+    rejects = (valid[REJECTS], annotated[REJECTS], scored[REJECTS]) | "AllRejects" >> beam.Flatten()
+    _write(cfg, meta, sizes, raw, labelled, rejects, thresholds)
     return {"raw": raw, "labelled": labelled, "rejects": rejects, "thresholds": thresholds}
 
 
-def _write(cfg, meta, raw, labelled, rejects, thresholds):
-    out = cfg.output.rstrip("/")
-    n_out = beam.pvalue.AsSingleton(labelled | "CountOut" >> beam.combiners.Count.Globally())
-    n_shards = lambda n: max(1, math.ceil(n / cfg.shard_rows))  # noqa: E731
+def _write(cfg, meta, sizes, raw, labelled, rejects, thresholds):
+    out, n_shards = cfg.output.rstrip("/"), sizes["shards"]
     (
         labelled
-        | "KeyByShard" >> beam.Map(lambda r, n: (stable_bucket(r["id"], n_shards(n)), r), n_out)
+        | "KeyByShard" >> beam.Map(lambda r: (stable_bucket(r["id"], n_shards), r))
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards"
-        >> beam.Map(
-            lambda kv, n: outputs.write_shard(
-                out, kv[0], n_shards(n), list(kv[1]), meta, cfg.row_group_rows
-            ),
-            n_out,
+        >> beam.MapTuple(
+            lambda k, rows: outputs.write_shard(
+                out, k, n_shards, list(rows), meta, cfg.row_group_rows
+            )
         )
     )
-    all_rejects = rejects | "RejectList" >> beam.combiners.ToList()
-    all_rejects | "WriteRejects" >> beam.Map(lambda rs: outputs.write_rejects(out, rs))
+    counted = rejects | "CountRejects" >> beam.Map(count_rejects)
+    counted | "WriteRejects" >> outputs.WriteRejects(out)
+    by_reason = (
+        counted | "Reasons" >> beam.Map(lambda r: r["reason"]) | beam.combiners.Count.PerElement()
+    )
     summary = labelled | "Stats" >> beam.CombineGlobally(stats.StatsFn())
-    loss_grid = (
+    loss_sketch = (
         labelled
         | "AllLosses" >> beam.Map(all_losses)
         | "LossSketch" >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
@@ -194,30 +226,31 @@ def _write(cfg, meta, raw, labelled, rejects, thresholds):
         >> beam.Map(
             _assemble_stats,
             n_in,
-            beam.pvalue.AsSingleton(all_rejects),
+            beam.pvalue.AsDict(by_reason),
             beam.pvalue.AsSingleton(thresholds),
-            beam.pvalue.AsSingleton(loss_grid),
+            beam.pvalue.AsSingleton(loss_sketch),
             cfg,
+            sizes,
         )
-        | "WriteStats" >> beam.Map(lambda s: outputs.write_json(f"{out}/stats.json", s))
+        | "WriteStats" >> beam.Map(outputs.write_stats, out, meta, cfg.row_group_rows)
     )
 
 
-def _assemble_stats(summary, n_in, rejects, thresholds, loss_grid, cfg):
-    by_reason = {}
-    for r in rejects:
-        by_reason[r["reason"]] = by_reason.get(r["reason"], 0) + 1
+def _assemble_stats(summary, n_in, by_reason, thresholds, loss_sketch, cfg, sizes):
     return {
         "documents_in": n_in,
         **summary,
-        "documents_rejected": len(rejects),
+        "documents_rejected": sum(by_reason.values()),
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "rule": cfg.rule,
         "threshold_scope": cfg.threshold_scope,
         "threshold": thresholds["threshold"],
-        "threshold_population_quantiles": thresholds["population_quantiles"],
-        "threshold_sketch_level": thresholds["sketch_level"],
-        "loss_quantiles": loss_grid.summary(4),
+        "threshold_source": thresholds["threshold_source"],
+        "threshold_population_quantiles": thresholds.get("population_quantiles"),
+        "threshold_sketch_level": thresholds.get("sketch_level"),
+        "loss_quantiles": loss_sketch.summary(4),
+        "planned_groups": sizes["groups"],
+        "planned_shards": sizes["shards"],
     }
 
 
@@ -232,39 +265,71 @@ def beam_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    """Run the job; returns the final stats (plus the output directory)."""
+    """Run the job; returns the final stats (plus the output directory, wall time, and the job's
+    Beam metrics)."""
     cfg, beam_args = resolve(argv)
+    result, wall = run_job(cfg, beam_args)
+    return finish(cfg, wall) | {
+        "output": cfg.output.rstrip("/"),
+        "report": cfg.report,
+        "metrics": beam_counters(result),
+    }
+
+
+def run_job(cfg: LabelConfig, beam_args: list[str]):
+    """Write config.json, run the pipeline to the end; (PipelineResult, wall seconds)."""
     out = cfg.output.rstrip("/")
     outputs.prepare_output(out, cfg.overwrite)
-    meta = provenance(cfg)
+    files = expand_inputs(cfg.input)
+    sizes, fixed = plan_sizes(cfg, files), fixed_threshold(cfg)
+    meta = provenance(cfg) | {"threshold_source": fixed["source"] if fixed else "this run"}
     outputs.write_json(
         f"{out}/config.json",
-        {"settings": cfg.to_dict(), "provenance": meta, "beam_args": beam_args},
+        {
+            "settings": cfg.to_dict(),
+            "provenance": meta,
+            "plan": sizes,
+            "fixed_threshold": fixed,
+            "beam_args": beam_args,
+        },
     )
     t0 = time.time()
-    with beam.Pipeline(options=beam_options(beam_args)) as p:
-        build(p, cfg, meta)
-    wall = time.time() - t0
-    return finish(cfg, meta, wall) | {"output": out, "report": cfg.report}
+    p = beam.Pipeline(options=beam_options(beam_args))
+    build(p, cfg, meta, files, sizes, fixed)
+    result = p.run()
+    result.wait_until_finish()
+    return result, time.time() - t0
 
 
-def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
-    """Driver-side epilogue: wall time into stats.json, an empty shard when nothing was
-    labelled, then the dataset card and the report."""
+def beam_counters(result) -> dict:
+    """lacy's Beam counters and distributions (committed values), by name."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    q = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    out = {c.key.metric.name: c.committed for c in q["counters"]}
+    for d in q["distributions"]:
+        v = d.committed
+        out[d.key.metric.name] = {"count": v.count, "sum": v.sum, "min": v.min, "max": v.max}
+    return dict(sorted(out.items()))
+
+
+def finish(cfg: LabelConfig, wall: float) -> dict:
+    """Driver-side epilogue: reads the job's stats.json (never rewrites it), writes the dataset
+    card and the report."""
     out = cfg.output.rstrip("/")
     summary = outputs.read_json(f"{out}/stats.json")
-    summary["wall_time_s"] = round(wall, 2)
-    summary["tokens_per_s"] = round(summary["tokens"] / wall, 1) if wall > 0 else None
-    outputs.write_json(f"{out}/stats.json", summary)
-    if summary["documents_out"] == 0:
-        outputs.write_shard(out, 0, 1, [], meta, cfg.row_group_rows)
-    card = render_card(cfg.to_dict(), meta, summary)
+    meta = outputs.read_json(f"{out}/config.json")["provenance"]
+    run_info = {
+        "wall_time_s": round(wall, 2),
+        "tokens_per_s": round(summary["tokens"] / wall, 1) if wall > 0 else None,
+    }
+    card = render_card(cfg.to_dict(), meta, summary | run_info)
     outputs.write_bytes(f"{out}/README.md", card.encode("utf-8"))
     if cfg.report:
         from pipelines.report import write_report
 
         write_report(out, cfg.samples_in_report)
-    return summary
+    return summary | run_info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({s['documents_rejected']} rejected), {s['tokens']} tokens, "
         f"{s['fact_tokens']} facts ({s['fact_share']:.1%}), {s['delegated_tokens']} delegated "
         f"({s['delegated_share']:.1%}), threshold {s['threshold']}, in {s['wall_time_s']} s\n"
-        f"wrote {out}/data/*.parquet, {out}/rejects/rejects.jsonl, {out}/stats.json, "
+        f"wrote {out}/data/*.parquet, {out}/rejects/*.jsonl, {out}/stats.json, "
         f"{out}/config.json, {out}/README.md (dataset card)"
         + (f", {out}/report.html" if s["report"] else "")
     )

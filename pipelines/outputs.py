@@ -1,18 +1,20 @@
 """Output layout: DIR/data/train-XXXXX-of-YYYYY.parquet (rows sorted by id, bounded row groups),
-DIR/rejects/rejects.jsonl, DIR/stats.json, DIR/config.json. Written through Beam's FileSystems."""
+DIR/rejects/rejects-XXXXX-of-YYYYY.jsonl, DIR/stats.json, DIR/config.json. Written through
+Beam's FileSystems (and Beam's text sink for rejects), so gs:// and s3:// work."""
 
 from __future__ import annotations
 
 import io
 import json
 
+import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from lacy_labels.schema import rows_to_table
 
 DATA_DIR = "data"
-REJECTS_FILE = "rejects/rejects.jsonl"
+REJECTS_PREFIX = "rejects/rejects"
 
 
 def shard_name(i: int, n: int) -> str:
@@ -60,10 +62,44 @@ def write_shard(
     return path
 
 
-def write_rejects(out_dir: str, rejects: list[dict]) -> None:
-    rejects = sorted(rejects, key=lambda r: (r["source"], r["index"], r["reason"], r["id"] or ""))
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
-    write_bytes(f"{out_dir}/{REJECTS_FILE}", lines.encode("utf-8"))
+class WriteRejects(beam.PTransform):
+    """Reject dicts -> JSONL shards under DIR/rejects/ (written by the workers; nothing gathers
+    them in one place)."""
+
+    def __init__(self, out_dir: str):
+        super().__init__()
+        self.out_dir = out_dir
+
+    def expand(self, rejects):
+        return (
+            rejects
+            | "ToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
+            | "WriteJsonl"
+            >> beam.io.WriteToText(
+                f"{self.out_dir}/{REJECTS_PREFIX}",
+                file_name_suffix=".jsonl",
+                shard_name_template="-SSSSS-of-NNNNN",
+            )
+        )
+
+
+def write_stats(summary: dict, out_dir: str, metadata: dict, row_group: int) -> None:
+    """stats.json, written once by the job; an empty shard too when nothing was labelled, so that
+    the output always has the schema."""
+    if summary["documents_out"] == 0:
+        write_shard(out_dir, 0, 1, [], metadata, row_group)
+    write_json(f"{out_dir}/stats.json", summary)
+
+
+def read_rejects(out_dir: str) -> list[dict]:
+    """Every reject of an output (for tests and small outputs: this reads them all)."""
+    pattern = f"{out_dir.rstrip('/')}/{REJECTS_PREFIX}-*.jsonl"
+    rows = []
+    for r in FileSystems.match([pattern]):
+        for m in r.metadata_list:
+            with FileSystems.open(m.path) as f:
+                rows += [json.loads(line) for line in f.read().decode("utf-8").splitlines()]
+    return rows
 
 
 def prepare_output(out_dir: str, overwrite: bool) -> None:

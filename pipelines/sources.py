@@ -192,3 +192,9 @@ def _read_txt(path, mode):
             }
         except UnicodeDecodeError as e:
             yield base | {"error": str(e), "reason": "invalid_utf8"}
+
+
+def input_bytes(files: list[str]) -> int:
+    """Total size of the input files (metadata only: nothing is read)."""
+    paths = [str(wiki_json_path()) if f == SHIPPED else f for f in files]
+    return sum(m.size_in_bytes for r in FileSystems.match(paths) for m in r.metadata_list)

@@ -1,25 +1,28 @@
-"""Beam DoFns around the lacy_labels stages. Models load once per worker process through a
-`Shared` handle in `setup`, never per element or bundle. A document that makes a stage fail is
-isolated (the batch is retried one document at a time) and rejected with the error."""
+"""Beam steps around the lacy_labels stages. The grammar stage (spaCy + subwords, CPU work) and
+the scoring stage (the reference model, accelerator work) are separate, so that a runner can put
+them on different workers. Models load once per worker process (a `Shared` handle for spaCy and
+the tokenizer; RunInference's model management for the reference model, one copy per GPU when
+scoring runs on one), never per element. A document that makes a stage fail is isolated (its
+group is retried one document at a time) and rejected with the error."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 
 import apache_beam as beam
-import numpy as np
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
-from lacy_labels.annotate import Annotator
 from lacy_labels.records import add_labels
-from lacy_labels.reference import load_reference
-from lacy_labels.scoring import Scorer
-from lacy_labels.validate import Reject
+from lacy_labels.validate import Reject, resolve_duplicates
 from pipelines.config import LabelConfig
 
 REJECTS = "rejects"
+NAMESPACE = "lacy"
 log = logging.getLogger("lacy")
 
 
@@ -29,78 +32,68 @@ def stable_bucket(key: str, buckets: int) -> int:
     return int.from_bytes(digest, "little") % max(buckets, 1)
 
 
-def _reject(doc: dict, stage: str, err: Exception) -> beam.pvalue.TaggedOutput:
-    r = Reject(
+def _reject(doc: dict, stage: str, err: Exception) -> dict:
+    return Reject(
         doc["id"],
         doc.get("source", ""),
         doc.get("index", -1),
         "processing_error",
         f"{stage}: {type(err).__name__}: {err}",
-    )
-    return beam.pvalue.TaggedOutput(REJECTS, r.to_dict())
+    ).to_dict()
 
 
-class _Isolating(beam.DoFn):
-    """Runs `work` on a whole batch; on failure, once per document, rejecting the ones that fail."""
-
-    stage = ""
-
-    def work(self, items: list) -> list:
-        raise NotImplementedError
-
-    def run_batch(self, items: list):
+def isolate(work, items: list, stage: str) -> tuple[list, list[dict]]:
+    """`work(items)` on the whole list; on failure once per item, rejecting those that fail."""
+    try:
+        return work(items), []
+    except Exception:  # noqa: BLE001 - isolate the document that breaks the group
+        log.warning("%s failed on a group of %d; retrying one by one", stage, len(items))
+    good, bad = [], []
+    for item in items:
         try:
-            return self.work(items), []
-        except Exception:  # noqa: BLE001 - isolate the document that breaks the batch
-            log.warning("%s failed on a batch of %d; retrying one by one", self.stage, len(items))
-        good, bad = [], []
-        for item in items:
-            try:
-                good.extend(self.work([item]))
-            except Exception as e:  # noqa: BLE001
-                bad.append(_reject(item, self.stage, e))
-        return good, bad
+            good.extend(work([item]))
+        except Exception as e:  # noqa: BLE001
+            bad.append(_reject(item, stage, e))
+    return good, bad
 
 
-class WorkerModels:
-    """What a worker process loads once and both stages share: the reference model with its
-    tokenizer (the subword vocabulary) and the spaCy pipeline."""
+def count_rejects(reject: dict) -> dict:
+    """Beam Metrics for one reject (a pass-through)."""
+    Metrics.counter(NAMESPACE, "documents_rejected").inc()
+    Metrics.counter(NAMESPACE, f"rejected_{reject['reason']}").inc()
+    return reject
+
+
+# -- grammar stage ------------------------------------------------------------------------------
+
+
+class GrammarModels:
+    """What the grammar stage loads once per worker process: spaCy and the reference tokenizer
+    (its vocabulary makes the subwords; the reference model's weights are not loaded here)."""
 
     def __init__(self, cfg: LabelConfig):
-        ref = load_reference(
-            cfg.reference_model,
-            cfg.model_cache,
-            cfg.device,
-            cfg.dtype,
-            cfg.threads,
-            cfg.linear_kernel,
-        )
+        from lacy_labels.annotate import Annotator
+        from lacy_labels.reference import load_tokenizer, resolve_model_dir
+
+        tok = load_tokenizer(resolve_model_dir(cfg.reference_model, cfg.model_cache))
         self.annotator = Annotator(
-            ref.tokenizer,
-            cfg.spacy_model,
-            cfg.fact_rule(),
-            cfg.spacy_batch_size,
-            cfg.max_parse_chars,
+            tok, cfg.spacy_model, cfg.fact_rule(), cfg.spacy_batch_size, cfg.max_parse_chars
         )
-        self.scorer = Scorer(ref, cfg.score_config())
 
 
-def acquire_models(handle: shared.Shared, cfg: LabelConfig) -> WorkerModels:
-    return handle.acquire(lambda: WorkerModels(cfg), tag="models")
-
-
-class AnnotateDoFn(_Isolating):
-    """(batch key, documents) -> one list of records (spaCy + subwords + alignment + facts)."""
-
-    stage = "annotate"
+class AnnotateDoFn(beam.DoFn):
+    """(group key, documents) -> one list of records (spaCy + subwords + alignment + facts).
+    Documents sharing an id are in the same group (the key is a hash of the id), so duplicate ids
+    are resolved here, deterministically, without a shuffle of their own."""
 
     def __init__(self, cfg: LabelConfig, handle: shared.Shared):
         self.cfg, self.handle = cfg, handle
 
     def setup(self):
-        self.annotator = acquire_models(self.handle, self.cfg).annotator
+        cfg = self.cfg
+        self.annotator = self.handle.acquire(lambda: GrammarModels(cfg), tag="grammar").annotator
 
-    def work(self, docs):
+    def _work(self, docs: list[dict]) -> list[dict]:
         records = self.annotator.annotate(docs)
         for d, r in zip(docs, records):
             r["source"], r["index"] = d["source"], d["index"]
@@ -108,65 +101,151 @@ class AnnotateDoFn(_Isolating):
 
     def process(self, element):
         _, docs = element
-        docs = sorted(docs, key=lambda d: d["id"])
-        records, rejects = self.run_batch(docs)
-        yield from rejects
+        docs, dups = unique_by_id(docs)
+        for d in dups:
+            yield beam.pvalue.TaggedOutput(REJECTS, d)
+        records, rejects = isolate(self._work, docs, "annotate")
+        for r in rejects:
+            yield beam.pvalue.TaggedOutput(REJECTS, r)
         if records:
             yield records
 
 
-class ScoreDoFn(_Isolating):
-    """List of records -> records with `ref_loss`, scored in length-bucketed batches."""
+def unique_by_id(docs: Iterable[dict]) -> tuple[list[dict], list[dict]]:
+    """Documents sorted by id, one per id (the first by source and index), and the rejects."""
+    by_id: dict[str, list[dict]] = {}
+    for d in docs:
+        by_id.setdefault(d["id"], []).append(d)
+    keep, rejects = [], []
+    for doc_id in sorted(by_id):
+        first, dups = resolve_duplicates(doc_id, by_id[doc_id])
+        keep.append(first)
+        rejects.extend(r.to_dict() for r in dups)
+    return keep, rejects
 
-    stage = "score"
 
-    def __init__(self, cfg: LabelConfig, handle: shared.Shared):
-        self.cfg, self.handle = cfg, handle
-        self.docs = self.tokens = 0
-        self.t0 = self.last = None
+# -- scoring stage ------------------------------------------------------------------------------
 
-    def setup(self):
-        self.scorer = acquire_models(self.handle, self.cfg).scorer
 
-    def work(self, records):
-        losses = self.scorer.score([r["input_ids"] for r in records], progress=self._progress)
-        for r, loss in zip(records, losses):
-            r["ref_loss"] = loss
-        return records
+class ScoreModelHandler(ModelHandler):
+    """RunInference handler: a pre-batched group of records in, the same records out with
+    `ref_loss` (or ("reject", reject dict) for a document that failed). lacy's Scorer does the
+    windowing and the length bucketing inside the group."""
 
-    def process(self, records):
-        if self.t0 is None:
-            self.t0 = self.last = time.monotonic()
-        scored, rejects = self.run_batch(records)
-        yield from rejects
-        yield from scored
+    def __init__(self, cfg: LabelConfig):
+        super().__init__()
+        self.cfg = cfg
 
-    def _progress(self, tokens: int, docs: int):
-        """Called after every forward batch: logs this worker's rate every 5 seconds."""
-        now = time.monotonic()
-        self.tokens += tokens
-        self.docs += docs
-        if now - self.last >= 5.0:
-            dt = max(now - self.t0, 1e-9)
+    def load_model(self):
+        from lacy_labels.reference import load_reference
+        from lacy_labels.scoring import Scorer
+
+        cfg = self.cfg
+        ref = load_reference(
+            cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads,
+            cfg.linear_kernel,
+        )  # fmt: skip
+        return Scorer(ref, cfg.score_config())
+
+    def run_inference(self, batch, model, inference_args=None):
+        progress = _Progress()
+
+        def work(records):
+            docs = [r["input_ids"] for r in records]
+            for r, loss in zip(records, model.score(docs, progress=progress)):
+                r["ref_loss"] = loss
+            return records
+
+        scored, rejects = isolate(work, list(batch), "score")
+        return [("ok", r) for r in scored] + [("reject", r) for r in rejects]
+
+    def should_skip_batching(self) -> bool:
+        return True  # elements are already groups
+
+    def share_model_across_processes(self) -> bool:
+        # One copy per accelerator however many SDK processes the worker runs; on CPU every
+        # process scores with its own copy (sharing would ship every record between processes).
+        return self.cfg.device.split(":")[0] == "cuda"
+
+    def get_metrics_namespace(self) -> str:
+        return "lacy_score"
+
+
+class _Progress:
+    """Scorer progress callback: Beam distributions per forward batch, and a log line with this
+    worker's rate every 5 seconds."""
+
+    tokens = docs = 0
+    t0 = last = None
+    per_batch = Metrics.distribution(NAMESPACE, "tokens_per_batch")
+
+    def __call__(self, tokens: int, docs: int) -> None:
+        cls, now = type(self), time.monotonic()
+        if cls.t0 is None:
+            cls.t0 = cls.last = now
+        if tokens:
+            self.per_batch.update(tokens)
+        cls.tokens += tokens
+        cls.docs += docs
+        if now - cls.last >= 5.0:
+            dt = max(now - cls.t0, 1e-9)
             log.info(
-                "labelled %d docs, %d tokens: %.1f docs/s, %.0f tokens/s (this worker)",
-                self.docs,
-                self.tokens,
-                self.docs / dt,
-                self.tokens / dt,
+                "scored %d docs, %d tokens: %.1f docs/s, %.0f tokens/s (this worker)",
+                cls.docs,
+                cls.tokens,
+                cls.docs / dt,
+                cls.tokens / dt,
             )
-            self.last = now
+            cls.last = now
 
 
-def label_record(r: dict, thresholds: dict, rule) -> dict:
-    """Attach `delegate` using the dataset-wide threshold (or the document's own)."""
-    return add_labels(r, r["ref_loss"], rule, thresholds.get("threshold"))
+def split_scored(result):
+    kind, value = result
+    if kind == "ok":
+        yield value
+    else:
+        yield beam.pvalue.TaggedOutput(REJECTS, value)
 
 
-def population(r: dict, rule) -> list[float]:
+def score_transform(cfg: LabelConfig) -> beam.PTransform:
+    """RunInference over groups, with Beam resource hints when an accelerator is named."""
+    from apache_beam.ml.inference.base import RunInference
+
+    step = RunInference(ScoreModelHandler(cfg))
+    if cfg.score_accelerator:
+        step = step.with_resource_hints(accelerator=cfg.score_accelerator)
+    return step
+
+
+# -- labels -------------------------------------------------------------------------------------
+
+
+class LabelDoFn(beam.DoFn):
+    """Attach `delegate` with the dataset-wide (or fixed) threshold, or the document's own,
+    and count what was labelled."""
+
+    def __init__(self, rule):
+        self.rule = rule
+        self.out = Metrics.counter(NAMESPACE, "documents_out")
+        self.tokens = Metrics.counter(NAMESPACE, "tokens")
+        self.facts = Metrics.counter(NAMESPACE, "fact_tokens")
+        self.delegated = Metrics.counter(NAMESPACE, "delegated_tokens")
+        self.per_doc = Metrics.distribution(NAMESPACE, "tokens_per_document")
+
+    def process(self, r: dict, threshold: float | None):
+        r = add_labels(r, r["ref_loss"], self.rule, threshold)
+        self.out.inc()
+        self.tokens.inc(len(r["input_ids"]))
+        self.facts.inc(int(r["is_fact"].sum()))
+        self.delegated.inc(int(r["delegate"].sum()))
+        self.per_doc.update(len(r["input_ids"]))
+        yield r
+
+
+def population(r: dict, rule):
     """The losses the rule's threshold is taken over (a batch for the loss sketch)."""
     return rule.population(r["ref_loss"], r["is_fact"])
 
 
-def all_losses(r: dict) -> np.ndarray:
+def all_losses(r: dict):
     return r["ref_loss"]

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.config import LabelConfig, resolve
 from pipelines.label import beam_options
-from pipelines.transforms import REJECTS, _Isolating, stable_bucket
+from pipelines.transforms import isolate, stable_bucket, unique_by_id
 
 
 def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
@@ -41,7 +41,9 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
         ([], "--output is required"),
         (["--output", "o", "--window", "8", "--min_context", "8"], "min_context"),
         (["--output", "o", "--fact_quantile", "2"], "fact_quantile"),
-        (["--output", "o", "--shard_rows", "0"], "shard_rows"),
+        (["--output", "o", "--shard_chars", "0"], "shard_chars"),
+        (["--output", "o", "--threshold", "1", "--threshold_from", "x"], "not both"),
+        (["--output", "o", "--threshold", "1", "--threshold_scope", "document"], "dataset-scope"),
     ],
 )
 def test_bad_settings_are_clear_errors(argv, match):
@@ -80,13 +82,10 @@ def test_stable_bucket_is_process_independent():
     assert {stable_bucket(str(i), 4) for i in range(100)} == {0, 1, 2, 3}
 
 
-class Halver(_Isolating):
-    stage = "halve"
-
-    def work(self, items):
-        if any(i["id"] == "bad" for i in items):
-            raise ZeroDivisionError("cannot halve")
-        return [i["n"] / 2 for i in items]
+def halve(items):
+    if any(i["id"] == "bad" for i in items):
+        raise ZeroDivisionError("cannot halve")
+    return [i["n"] / 2 for i in items]
 
 
 def test_a_failing_document_is_isolated_and_rejected():
@@ -95,9 +94,22 @@ def test_a_failing_document_is_isolated_and_rejected():
         {"id": "bad", "n": 0, "source": "f", "index": 7},
         {"id": "c", "n": 8},
     ]
-    good, bad = Halver().run_batch(items)
+    good, bad = isolate(halve, items, "halve")
     assert good == [1.0, 4.0]
-    assert len(bad) == 1 and bad[0].tag == REJECTS
-    assert bad[0].value["reason"] == "processing_error"
-    assert bad[0].value["detail"].startswith("halve: ZeroDivisionError")
-    assert (bad[0].value["id"], bad[0].value["index"]) == ("bad", 7)
+    assert len(bad) == 1 and bad[0]["reason"] == "processing_error"
+    assert bad[0]["detail"].startswith("halve: ZeroDivisionError")
+    assert (bad[0]["id"], bad[0]["index"]) == ("bad", 7)
+
+
+def test_duplicate_ids_resolve_the_same_whatever_the_order():
+    docs = [
+        {"id": "x", "source": "b", "index": 1, "text": "later"},
+        {"id": "y", "source": "a", "index": 5, "text": "y"},
+        {"id": "x", "source": "a", "index": 9, "text": "first"},
+    ]
+    for order in (docs, docs[::-1]):
+        keep, rejects = unique_by_id(order)
+        assert [(d["id"], d["text"]) for d in keep] == [("x", "first"), ("y", "y")]
+        assert [(r["reason"], r["source"], r["index"]) for r in rejects] == [
+            ("duplicate_id", "b", 1)
+        ]

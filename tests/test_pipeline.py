@@ -13,6 +13,7 @@ import pytest
 
 from lacy_labels.schema import SCHEMA, read_metadata, validate_table
 from pipelines import label
+from pipelines.outputs import read_rejects
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +28,7 @@ def write_jsonl(path, records):
 def run(out, *args):
     stats = label.run(["--output", str(out), *map(str, args)])
     table = pq.read_table(out / "data")
-    rejects = [
-        json.loads(line) for line in (out / "rejects/rejects.jsonl").read_text().splitlines()
-    ]
-    return stats, table, rejects
+    return stats, table, read_rejects(str(out))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +166,7 @@ def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
 
 
 def test_same_rows_across_runs_runners_and_worker_counts(tmp_path, small_input, tiny_model_dir):
-    common = ["--input", small_input, "--reference_model", tiny_model_dir, "--docs_per_batch", 2]
+    common = ["--input", small_input, "--reference_model", tiny_model_dir, "--group_chars", 300]
     _, a, _ = run(tmp_path / "a", *common)
     _, b, _ = run(tmp_path / "b", *common)
     _, c, _ = run(

@@ -24,8 +24,8 @@ def labelled(tmp_path_factory, tiny_model_dir):
             "12",
             "--reference_model",
             str(tiny_model_dir),
-            "--shard_rows",
-            "5",
+            "--shard_chars",
+            "4096",
         ]
     )
     return out
@@ -60,7 +60,7 @@ def test_dry_run_lists_every_file_without_network(labelled, monkeypatch, capsys)
         "stats.json",
         "config.json",
         "report.html",
-        "rejects/rejects.jsonl",
+        "rejects/rejects-00000-of-",
         "data/train-00000-of-00003.parquet",
     ):
         assert name in out
