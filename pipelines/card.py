@@ -89,7 +89,7 @@ labelling: a subword is a `<CALL>` target (`delegate`) when a spaCy-based fact p
 ## Labelling rule
 
 - Rule: `{rule["rule"]}` (scope `{rule["scope"]}`): {_rule_text(rule)}
-- Threshold used: `{stats.get("threshold")}` nats.
+- Threshold used: `{stats.get("threshold")}` nats (from {stats.get("threshold_source")}).
 - Fact proxy: `{json.dumps(provenance["fact_rule"])}` (a word is a fact when it lies in a named
   entity of the listed types (empty = any), or its coarse POS or dependency label is listed).
 - Reference losses: `-log p(token | start token, all preceding tokens)`, windows of

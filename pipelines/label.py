@@ -15,9 +15,12 @@ for a global count."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
@@ -261,7 +264,30 @@ def beam_options(beam_args: list[str]) -> PipelineOptions:
     std = opts.view_as(StandardOptions)
     if std.runner in (None, "DirectRunner", "SwitchingDirectRunner"):
         std.runner = "FnApiRunner"
+    quiet_local_workers(opts)
     return opts
+
+
+def quiet_local_workers(opts: PipelineOptions) -> None:
+    """The FnApiRunner starts local multi-process workers with no pipeline options, so they log
+    at INFO and bury lacy's progress. A worker reads PIPELINE_OPTIONS_FILE from the environment
+    it inherits: point it at a file that sets only the SDK harness log level (WARNING unless
+    --default_sdk_harness_log_level says; lacy's own progress stays at INFO; the workers had no
+    other options to lose)."""
+    all_opts = opts.get_all_options()
+    if all_opts.get("direct_running_mode") != "multi_processing":
+        return
+    if opts.view_as(StandardOptions).runner not in ("FnApiRunner", "DirectRunner"):
+        return
+    level = all_opts.get("default_sdk_harness_log_level") or "WARNING"
+    fd, path = tempfile.mkstemp(prefix="lacy-worker-options-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        options = {
+            "default_sdk_harness_log_level": level,
+            "sdk_harness_log_level_overrides": {"lacy": "INFO"},
+        }
+        json.dump({"options": options}, f)
+    os.environ.setdefault("PIPELINE_OPTIONS_FILE", path)
 
 
 def run(argv: list[str] | None = None) -> dict:

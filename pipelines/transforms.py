@@ -26,6 +26,18 @@ NAMESPACE = "lacy"
 log = logging.getLogger("lacy")
 
 
+class _QuietRunInference(logging.Filter):
+    """Beam's RunInference imports `resource` together with its model manager, which needs scipy;
+    without scipy it warns on every batch that memory usage cannot be fetched. lacy does not use
+    that memory figure: drop the line (workers import this module, so the filter reaches them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "memory usage cannot be fetched" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_QuietRunInference())
+
+
 def stable_bucket(key: str, buckets: int) -> int:
     """Process-independent hash bucket (Python's hash() is salted per process)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -252,3 +253,61 @@ def test_portable_runner_with_external_worker_pool(tmp_path, small_input, tiny_m
             p.wait(timeout=30)
     assert table.num_rows == 4 and stats["documents_out"] == 4 and rejects == []
     validate_table(table)
+
+
+def test_beam_metrics_count_documents_tokens_and_rejects(tmp_path, tiny_model_dir):
+    docs = [
+        {"id": "a", "text": "Ada Lovelace was born in London in 1815."},
+        {"id": "b", "text": "Rome is the capital of Italy."},
+        {"id": "a", "text": "A second document with the same id."},
+        {"id": "e", "text": "   "},
+    ]
+    stats, table, rejects = run(
+        tmp_path / "out",
+        "--input",
+        write_jsonl(tmp_path / "m.jsonl", docs),
+        "--reference_model",
+        tiny_model_dir,
+    )
+    m = stats["metrics"]  # read from the PipelineResult's metrics()
+    rows = table.to_pylist()
+    assert m["documents_in"] == 4 and m["documents_out"] == table.num_rows == 2
+    assert m["documents_rejected"] == 2 == len(rejects)
+    assert m["rejected_duplicate_id"] == 1 and m["rejected_empty_text"] == 1
+    assert m["tokens"] == sum(len(r["input_ids"]) for r in rows) == stats["tokens"]
+    assert m["fact_tokens"] == sum(sum(r["is_fact"]) for r in rows)
+    assert m["delegated_tokens"] == sum(sum(r["delegate"]) for r in rows)
+    per_doc = m["tokens_per_document"]
+    assert per_doc["count"] == 2 and per_doc["sum"] == m["tokens"]
+    assert per_doc["max"] == max(len(r["input_ids"]) for r in rows)
+    assert m["tokens_per_batch"]["sum"] == m["tokens"] and m["tokens_per_batch"]["count"] >= 1
+
+
+def test_two_jobs_with_a_fixed_threshold_equal_one_job(tmp_path, wiki_docs, tiny_model_dir):
+    """The internet-scale recipe: label a sample, then label parts with its threshold; the parts'
+    rows are exactly those of one job over everything with the same threshold."""
+    docs = [{"id": d["id"], "text": d["text"][:400]} for d in wiki_docs[:10]]
+    model = ["--reference_model", tiny_model_dir]
+    sample, _, _ = run(
+        tmp_path / "sample", "--input", write_jsonl(tmp_path / "s.jsonl", docs[:4]), *model
+    )
+    fixed = ["--threshold_from", tmp_path / "sample", *model]
+    whole = write_jsonl(tmp_path / "all.jsonl", docs)
+    s_all, t_all, _ = run(tmp_path / "all", "--input", whole, *fixed)
+    halves = [write_jsonl(tmp_path / f"h{i}.jsonl", docs[i * 5 : i * 5 + 5]) for i in (0, 1)]
+    parts = [run(tmp_path / f"part{i}", "--input", h, *fixed) for i, h in enumerate(halves)]
+    rows = sorted((r for _, t, _ in parts for r in t.to_pylist()), key=lambda r: r["id"])
+    want = sorted(t_all.to_pylist(), key=lambda r: r["id"])
+    assert len(rows) == len(want) == 10
+    # Other groups mean other padded batches: losses agree to float rounding, labels exactly.
+    for got, ref in zip(rows, want):
+        assert np.allclose(got.pop("ref_loss"), ref.pop("ref_loss"), rtol=0, atol=1e-5)
+        assert got == ref
+    assert s_all["threshold"] == sample["threshold"] == parts[0][0]["threshold"]
+    assert s_all["threshold_source"].endswith("sample/stats.json")
+    cfg = json.loads((tmp_path / "all/config.json").read_text())
+    assert cfg["fixed_threshold"]["value"] == sample["threshold"]
+    assert "sample/stats.json" in (tmp_path / "all/README.md").read_text()
+    with pytest.raises(ValueError, match="other settings"):
+        label.run(["--output", str(tmp_path / "x"), "--input", str(whole), *map(str, fixed),
+                   "--fact_quantile", "0.5"])  # fmt: skip
