@@ -24,3 +24,17 @@ def peak_rss_mb() -> float:
 def emit(figures: dict) -> None:
     """Print the figures as one JSON object on the last line."""
     print(json.dumps(figures, sort_keys=True), flush=True)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (lscpu's), to print beside every figure."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -8,7 +8,9 @@ and the scoring stage run alone in this process on the same documents. naive: `n
 one forward per document of the plain model (torch's default kernels);
 naive_same_kernel repeats it with the pipeline's linear kernel (lacy_labels.kernels), so the gain
 of the pipeline's structure can be told apart from the gain of the kernel choice.
-scale_4x_time_ratio: pipeline time for 4N docs / time for N.
+scale_4x_time_ratio: pipeline time for 4N docs / time for N. With --workers-docs M (e.g. 300):
+M docs in the default single process and with two local worker processes
+(--direct_running_mode=multi_processing --direct_num_workers=2 --threads 1): two_workers_speedup.
 """
 
 from __future__ import annotations
@@ -44,7 +46,12 @@ def run_pipeline(n: int, out: str, extra: list[str]) -> dict:
     ]
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     with open(os.path.join(out, "stats.json")) as f:
-        return json.load(f)
+        stats = json.load(f)
+    run_file = os.path.join(out, "run.json")  # wall time (older versions kept it in stats.json)
+    if os.path.exists(run_file):
+        with open(run_file) as f:
+            stats |= json.load(f)
+    return stats
 
 
 def naive_loop(torch, nlp, ref, docs) -> float:
@@ -64,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--pipeline-args", default="", help="extra flags for pipelines.label")
+    ap.add_argument("--workers-docs", type=int, default=0, help="docs for the 1 vs 2 workers run")
     args = ap.parse_args()
     extra = args.pipeline_args.split()
 
@@ -78,6 +86,17 @@ def main() -> None:
     small = run_pipeline(args.docs, f"{tmp}/n", extra)
     large = run_pipeline(4 * args.docs, f"{tmp}/4n", extra)
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    workers = {}
+    if args.workers_docs:
+        two = ["--direct_running_mode=multi_processing", "--direct_num_workers=2", "--threads", "1"]
+        one = run_pipeline(args.workers_docs, f"{tmp}/w1", extra)
+        both = run_pipeline(args.workers_docs, f"{tmp}/w2", extra + two)
+        workers = {
+            "workers_docs": args.workers_docs,
+            "one_process_s": one["wall_time_s"],
+            "two_workers_s": both["wall_time_s"],
+            "two_workers_speedup": round(one["wall_time_s"] / both["wall_time_s"], 3),
+        }
 
     docs = wiki_docs(args.docs)
     ref = load_reference()
@@ -123,6 +142,7 @@ def main() -> None:
             "scale_4x_time_ratio": round(large["wall_time_s"] / small["wall_time_s"], 3),
             "peak_rss_mb": round(worker_rss, 1),
             "pipeline_args": extra,
+            **workers,
         }
     )
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bench.common import emit, wiki_docs  # noqa: E402
+from bench.common import cpu_name, emit, wiki_docs  # noqa: E402
 
 
 def write_shards(n_docs: int, out: str) -> int:
@@ -102,7 +101,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--presets", nargs="*", default=["tiny", "small"])
     a = ap.parse_args()
-    figures = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    figures = {"cpu": cpu_name(), "cores": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         figures["shard_tokens"] = write_shards(a.docs, f"{tmp}/labels")
         for preset in a.presets:

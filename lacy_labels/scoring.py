@@ -52,12 +52,12 @@ def logits_postprocess(config):
 @dataclass(frozen=True)
 class ScoreConfig:
     window: int = 1024
-    min_context: int | None = None  # default: window // 2
+    min_context: int | None = None  # default: window // 8
     batch_tokens: int = 1024  # padded positions per forward batch (raise it on a GPU)
     row_chunk: int = 128  # rows per vocabulary projection: bounds logits memory, cache-sized
 
     def context(self) -> int:
-        c = self.window // 2 if self.min_context is None else self.min_context
+        c = self.window // 8 if self.min_context is None else self.min_context
         if not 0 <= c < self.window:
             raise ValueError(
                 f"min_context must be in [0, window): got {c} for window {self.window}"

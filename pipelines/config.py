@@ -67,7 +67,7 @@ class LabelConfig:
     )
     window: int = _f(_SCORE.window, "scoring window (positions, start token included)")
     min_context: int | None = _f(
-        _SCORE.min_context, "left context kept by every scored token (default window/2)"
+        _SCORE.min_context, "left context kept by every scored token (default window/8)"
     )
     batch_tokens: int = _f(_SCORE.batch_tokens, "padded positions per forward pass")
     group_chars: int = _f(

@@ -328,10 +328,14 @@ def run_job(cfg: LabelConfig, beam_args: list[str]):
 
 
 def beam_counters(result) -> dict:
-    """lacy's Beam counters and distributions (committed values), by name."""
+    """lacy's Beam counters and distributions (committed values), by name ({} for a runner
+    without metrics)."""
     from apache_beam.metrics.metric import MetricsFilter
 
-    q = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    try:
+        q = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    except NotImplementedError:  # e.g. Beam's DaskRunner keeps no metrics
+        return {}
     out = {c.key.metric.name: c.committed for c in q["counters"]}
     for d in q["distributions"]:
         v = d.committed
@@ -340,8 +344,8 @@ def beam_counters(result) -> dict:
 
 
 def finish(cfg: LabelConfig, wall: float) -> dict:
-    """Driver-side epilogue: reads the job's stats.json (never rewrites it), writes the dataset
-    card and the report."""
+    """Driver-side epilogue: reads the job's stats.json (never rewrites it), writes run.json (wall
+    time), the dataset card and the report."""
     out = cfg.output.rstrip("/")
     summary = outputs.read_json(f"{out}/stats.json")
     meta = outputs.read_json(f"{out}/config.json")["provenance"]
@@ -349,6 +353,7 @@ def finish(cfg: LabelConfig, wall: float) -> dict:
         "wall_time_s": round(wall, 2),
         "tokens_per_s": round(summary["tokens"] / wall, 1) if wall > 0 else None,
     }
+    outputs.write_json(f"{out}/run.json", run_info)  # the job's own stats.json stays as written
     card = render_card(cfg.to_dict(), meta, summary | run_info)
     outputs.write_bytes(f"{out}/README.md", card.encode("utf-8"))
     if cfg.report:

@@ -32,7 +32,7 @@ def test_flags_override_the_config_file_which_overrides_defaults(tmp_path):
     assert beam_args == ["--runner=FnApiRunner", "--direct_num_workers=2"]
     cfg, _ = resolve(["--output", "o", "--config", str(toml), "--overwrite"])
     assert (cfg.rule, cfg.window, cfg.overwrite) == ("none", 256, True)
-    assert cfg.label_rule().rule == "none" and cfg.score_config().context() == 128
+    assert cfg.label_rule().rule == "none" and cfg.score_config().context() == 32  # window / 8
 
 
 @pytest.mark.parametrize(
