@@ -28,6 +28,9 @@ METRICS = (
     "cascade_accuracy",
     "calls_on_facts",
     "call_rate",
+    "fact_share",
+    "uncertainty_cascade_fact_accuracy",
+    "uncertainty_calls_on_facts",
 )
 
 

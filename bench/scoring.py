@@ -2,13 +2,16 @@
 same documents in the same run, with MFU against this machine's measured fp32 matmul rate.
 
     python bench/scoring.py --docs 100 [--device cuda] [--linear-kernel auto|onednn|torch]
-        [--long-doc-tokens 50000]
+        [--long-doc-tokens 50000] [--dtype bfloat16]
 
 The naive loop is the plain model as transformers loads it (torch's default kernels);
 naive_same_kernel_tokens_per_s repeats it with the Scorer's kernel, so the gain from batching
 alone can be told apart from the gain from the kernel choice. long_doc_cost_ratio: seconds per
 token of one long document (the leads' tokens repeated to --long-doc-tokens, scored with the
-default window and context) over seconds per token of the leads.
+default window and context) over seconds per token of the leads. With --dtype other than float32
+the same documents are also scored in fp32 (fp32_tokens_per_s) and compared: max_abs_loss_diff,
+mean_abs_loss_diff and delegate_agreement (the share of tokens whose lacy `delegate` flag, each
+precision with its own threshold over these documents, is the same as with fp32).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import emit, peak_rss_mb, wiki_docs  # noqa: E402
+from bench.common import cpu_name, emit, peak_rss_mb, wiki_docs  # noqa: E402
 
 
 def matmul_flops(torch, device: str, n: int = 2048, reps: int = 10) -> float:
@@ -48,6 +51,43 @@ def matmul_flops(torch, device: str, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / best
 
 
+def timed_scores(torch, scorer, ids, device: str):
+    """(losses, seconds): best of two after a warm-up (these machines are shared and noisy)."""
+    scorer.score(ids[:4])
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        got = scorer.score(ids)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return got, best
+
+
+def agreement(fp32: list, other: list, docs: list[dict], tokenizer) -> dict:
+    """Loss differences and lacy-label agreement of `other` against fp32 (facts from spaCy)."""
+    import numpy as np
+
+    from lacy_labels.annotate import Annotator
+    from lacy_labels.rules import LabelRule
+    from lacy_labels.thresholds import LossSketch
+
+    facts = [r["is_fact"] for r in Annotator(tokenizer).annotate(docs)]
+    rule = LabelRule("lacy")
+
+    def flags(losses):
+        pop = np.concatenate([rule.population(x, f) for x, f in zip(losses, facts)])
+        t = rule.dataset_threshold(LossSketch.of(pop))
+        return np.concatenate([rule.delegate(x, f, t) for x, f in zip(losses, facts)])
+
+    diff = np.abs(np.concatenate(fp32) - np.concatenate(other))
+    return {
+        "max_abs_loss_diff": round(float(np.nanmax(diff)), 5),
+        "mean_abs_loss_diff": round(float(np.nanmean(diff)), 5),
+        "delegate_agreement": round(float((flags(fp32) == flags(other)).mean()), 5),
+    }
+
+
 def naive_losses(torch, model, ids, start, device):
     """One unbatched forward per document, full logits, log-softmax."""
     out = []
@@ -67,6 +107,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--linear-kernel", default="auto", help="auto, onednn or torch")
     ap.add_argument("--long-doc-tokens", type=int, default=50_000, help="0: skip")
+    ap.add_argument("--dtype", default="float32", help="reference model dtype (e.g. bfloat16)")
     args = ap.parse_args()
 
     import numpy as np
@@ -74,24 +115,21 @@ def main() -> None:
 
     from lacy_labels.kernels import set_linear_kernel
     from lacy_labels.reference import load_reference
-    from lacy_labels.scoring import ScoreConfig, Scorer
+    from lacy_labels.scoring import ScoreConfig, Scorer, default_batch_tokens
     from lacy_labels.tokens import encode_batch
 
-    ref = load_reference(device=args.device, threads=args.threads, linear_kernel=args.linear_kernel)
+    def load(dtype):
+        return load_reference(
+            device=args.device, dtype=dtype, threads=args.threads, linear_kernel=args.linear_kernel
+        )
+
+    ref = load(args.dtype)
     kernel = ref.identity["reference_linear_kernel"]
-    bt = args.batch_tokens or (1024 if args.device == "cpu" else 65536)
+    bt = args.batch_tokens or default_batch_tokens(args.device)
     scorer = Scorer(ref, ScoreConfig(batch_tokens=bt))
     ids = [i for i, _ in encode_batch(ref.tokenizer, [d["text"] for d in wiki_docs(args.docs)])]
     tokens = sum(len(i) for i in ids)
-    scorer.score(ids[:4])  # warm-up
-
-    batched_s = float("inf")
-    for _ in range(2):  # best of two: these machines are shared and noisy
-        t = time.perf_counter()
-        got = scorer.score(ids)
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        batched_s = min(batched_s, time.perf_counter() - t)
+    got, batched_s = timed_scores(torch, scorer, ids, args.device)
     scorer_peak_rss = peak_rss_mb()  # before the naive loop's full-vocabulary logits
     long_ratio = None
     if args.long_doc_tokens:
@@ -109,6 +147,14 @@ def main() -> None:
         naive_s[k] = time.perf_counter() - t
     set_linear_kernel(ref.model, kernel)
 
+    precision = {}
+    if args.dtype != "float32":
+        ref32 = load("float32")
+        fp32, fp32_s = timed_scores(
+            torch, Scorer(ref32, ScoreConfig(batch_tokens=bt)), ids, args.device
+        )
+        precision = {"fp32_tokens_per_s": round(tokens / fp32_s, 1)}
+        precision |= agreement(fp32, got, wiki_docs(args.docs), ref.tokenizer)
     params = sum(p.numel() for p in ref.model.parameters())
     flops_per_token = 2 * params  # tied embeddings: the lookup is free, the head is a matmul
     peak = matmul_flops(torch, args.device)
@@ -116,6 +162,8 @@ def main() -> None:
     emit(
         {
             "device": args.device,
+            "cpu": cpu_name(),
+            "dtype": args.dtype,
             "docs": len(ids),
             "tokens": tokens,
             "batch_tokens": bt,
@@ -139,6 +187,7 @@ def main() -> None:
             "long_doc_cost_ratio": None if long_ratio is None else round(long_ratio, 3),
             "peak_rss_mb": scorer_peak_rss,
             "peak_rss_mb_incl_naive": peak_rss_mb(),
+            **precision,
         }
     )
 

@@ -40,11 +40,15 @@ class Annotator:
         """One record per document, in order. The record's `text` is the text labelled: characters
         the tokenizer cannot represent are replaced with U+FFFD first."""
         texts = [replace_unencodable(d["text"], self.tokenizer) for d in docs]
-        features = parse_texts(
-            self.nlp, texts, batch_size=self.batch_size, max_parse_chars=self.max_parse_chars
-        )
         encoded = encode_batch(self.tokenizer, texts)
-        return [
-            build_record(d["id"], text, words, ids, offsets, self.fact_rule)
-            for d, text, words, (ids, offsets) in zip(docs, texts, features, encoded)
-        ]
+        # spaCy's string store keeps every new string it meets, so a long-running worker grows
+        # with the corpus; a memory zone frees the strings its docs added (the features are
+        # plain arrays and Python strings by the time it closes).
+        with self.nlp.memory_zone():
+            features = parse_texts(
+                self.nlp, texts, batch_size=self.batch_size, max_parse_chars=self.max_parse_chars
+            )
+            return [
+                build_record(d["id"], text, words, ids, offsets, self.fact_rule)
+                for d, text, words, (ids, offsets) in zip(docs, texts, features, encoded)
+            ]

@@ -5,6 +5,7 @@ half-written cache)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -144,6 +145,14 @@ def load_tokenizer(model_dir: Path):
     return tok
 
 
+@functools.lru_cache(maxsize=4)
+def shared_tokenizer(model_dir: str):
+    """`load_tokenizer`, once per process and folder (loading takes about a second): the
+    instance the grammar and scoring stages share. Read-only: add tokens to a `load_tokenizer`
+    copy instead (as the trainer does)."""
+    return load_tokenizer(Path(model_dir))
+
+
 def plain_start_token(tok) -> int | None:
     """The token that starts plain text: <|endoftext|> style first, else the BOS (None if the
     tokenizer has neither; the first token's loss is then undefined)."""
@@ -187,7 +196,7 @@ def load_reference(
     if threads:
         torch.set_num_threads(threads)
     model_dir = resolve_model_dir(model, cache_dir)
-    tok = load_tokenizer(model_dir)
+    tok = shared_tokenizer(str(model_dir))
     lm = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=False
     )

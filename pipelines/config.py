@@ -69,9 +69,12 @@ class LabelConfig:
     min_context: int | None = _f(
         _SCORE.min_context, "left context kept by every scored token (default window/8)"
     )
-    batch_tokens: int = _f(_SCORE.batch_tokens, "padded positions per forward pass")
+    batch_tokens: int | None = _f(
+        _SCORE.batch_tokens,
+        "padded positions per forward pass (default by device: 1024 on CPU, 32768 on CUDA)",
+    )
     group_chars: int = _f(
-        1 << 16,
+        1 << 14,
         "characters per annotate/score group (the scorer's length-bucketing pool; raise it on "
         "a GPU to several times batch_tokens x ~4.5 characters)",
     )

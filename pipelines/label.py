@@ -54,10 +54,10 @@ def provenance(cfg: LabelConfig) -> dict:
     """Versions and settings that made the labels (stored in Parquet metadata and config.json)."""
     from lacy_labels.grammar import load_spacy, spacy_identity
     from lacy_labels.kernels import resolve_linear_kernel
-    from lacy_labels.reference import load_tokenizer, model_identity, resolve_model_dir
+    from lacy_labels.reference import model_identity, resolve_model_dir, shared_tokenizer
 
     model_dir = resolve_model_dir(cfg.reference_model, cfg.model_cache)
-    tok = load_tokenizer(model_dir)
+    tok = shared_tokenizer(str(model_dir))
     return {
         "lacy_version": __version__,
         **spacy_identity(load_spacy(cfg.spacy_model)),
@@ -180,7 +180,6 @@ def build(p, cfg: LabelConfig, meta: dict, files: list[str], sizes: dict, fixed=
         thresholds = p | "FixedThreshold" >> beam.Create(
             [{"threshold": fixed["value"], "threshold_source": fixed["source"]}]
         )
-        labelled = scored.recs | "Label" >> beam.ParDo(LabelDoFn(rule), fixed["value"])
     else:
         thresholds = (
             scored.recs
@@ -189,10 +188,14 @@ def build(p, cfg: LabelConfig, meta: dict, files: list[str], sizes: dict, fixed=
             >> beam.CombineGlobally(stats.LossSketchFn(cfg.threshold_sketch_size))
             | "Threshold" >> beam.Map(_threshold_info, rule)
         )
+    if fixed is not None or rule.scope == "document" or rule.rule == "none":
+        # No global barrier: every document is labelled as soon as it is scored.
+        threshold = fixed["value"] if fixed is not None else None
+    else:
         threshold = beam.pvalue.AsSingleton(
             thresholds | "ThresholdValue" >> beam.Map(lambda t: t["threshold"])
         )
-        labelled = scored.recs | "Label" >> beam.ParDo(LabelDoFn(rule), threshold)
+    labelled = scored.recs | "Label" >> beam.ParDo(LabelDoFn(rule), threshold)
     rejects = (valid[REJECTS], annotated[REJECTS], scored[REJECTS]) | "AllRejects" >> beam.Flatten()
     _write(cfg, meta, sizes, raw, labelled, rejects, thresholds)
     return {"raw": raw, "labelled": labelled, "rejects": rejects, "thresholds": thresholds}

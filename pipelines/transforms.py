@@ -85,9 +85,9 @@ class GrammarModels:
 
     def __init__(self, cfg: LabelConfig):
         from lacy_labels.annotate import Annotator
-        from lacy_labels.reference import load_tokenizer, resolve_model_dir
+        from lacy_labels.reference import resolve_model_dir, shared_tokenizer
 
-        tok = load_tokenizer(resolve_model_dir(cfg.reference_model, cfg.model_cache))
+        tok = shared_tokenizer(str(resolve_model_dir(cfg.reference_model, cfg.model_cache)))
         self.annotator = Annotator(
             tok, cfg.spacy_model, cfg.fact_rule(), cfg.spacy_batch_size, cfg.max_parse_chars
         )

@@ -80,3 +80,17 @@ def test_unknown_logit_postprocessing_is_refused(tmp_path, smol_tok):
     odd.load_state_dict(ref.model.state_dict())
     with pytest.raises(ValueError, match=r"'llama' is not supported: .* differ"):
         Scorer(type(ref)(odd.eval(), ref.tokenizer, ref.start_token_id, ref.identity))
+
+
+def test_reduced_precision_scores_with_an_fp32_head(tmp_path, smol_tok, wiki_docs):
+    """bf16 weights, fp32 loss: the head runs on an fp32 copy of its weight, so the losses are
+    nearer the fp32 model's than the bf16 model's own forward (whose logits are bf16) is."""
+    path = str(save_tiny(tmp_path / "l", "llama", smol_tok))
+    ref32, ref16 = load_reference(path), load_reference(path, dtype="bfloat16")
+    s32, s16 = Scorer(ref32), Scorer(ref16)
+    assert s32.head32 is None and s16.head32[0].dtype == torch.float32
+    doc = np.asarray(smol_tok(wiki_docs[1]["text"], add_special_tokens=False)["input_ids"][:200])
+    want = s32.score([doc])[0]
+    ours = np.abs(s16.score([doc])[0] - want).mean()
+    own = np.abs(own_losses(ref16, s16.sequences([doc])[0]) - want).mean()
+    assert ours < own

@@ -311,3 +311,22 @@ def test_two_jobs_with_a_fixed_threshold_equal_one_job(tmp_path, wiki_docs, tiny
     with pytest.raises(ValueError, match="other settings"):
         label.run(["--output", str(tmp_path / "x"), "--input", str(whole), *map(str, fixed),
                    "--fact_quantile", "0.5"])  # fmt: skip
+
+
+def test_document_scope_labels_each_document_by_its_own_threshold(
+    tmp_path, wiki_docs, tiny_model_dir
+):
+    docs = [{"id": d["id"], "text": d["text"][:500]} for d in wiki_docs[:4]]
+    stats, table, _ = run(
+        tmp_path / "out",
+        "--input",
+        write_jsonl(tmp_path / "d.jsonl", docs),
+        "--reference_model",
+        tiny_model_dir,
+        "--threshold_scope",
+        "document",
+    )
+    assert stats["threshold"] is None and table.num_rows == 4
+    for r in table.to_pylist():
+        n_fact, n_dele = sum(r["is_fact"]), sum(r["delegate"])
+        assert abs(n_dele - 0.6 * n_fact) <= 1  # ties aside, each document's own 60%

@@ -238,6 +238,8 @@ def test_evaluate_and_teacher_forced_cascade_report_sane_figures(
     r = teacher_forced(small, tok, large, shards, budget=0.25, seq_len=32, max_sequences=6)
     assert r["call_rate"] == pytest.approx(0.25, abs=0.01) and r["positions"] == 192
     assert 0 <= r["cascade_fact_accuracy"] <= 1
+    assert r["uncertainty_call_rate"] == r["call_rate"]  # the baseline spends the same budget
+    assert 0 <= r["uncertainty_cascade_fact_accuracy"] <= 1 and 0 <= r["fact_share"] <= 1
 
 
 class RuleModel(torch.nn.Module):
@@ -292,4 +294,20 @@ def test_evaluate_figures_match_a_hand_computed_fixture(tmp_path):
         "fact_leakage": round(2 / 3, 4),
         "targets": 8,
         "delegated_targets": 3,
+    }
+
+
+def test_cascade_spends_the_budget_on_the_highest_scores():
+    from trainer.cascade import _cascade
+
+    score = np.array([0.9, 0.1, 0.8, 0.2, 0.5])
+    slm_ok = np.array([0, 1, 0, 1, 0], dtype=bool)
+    large_ok = np.array([1, 1, 0, 0, 1], dtype=bool)
+    fact = np.array([1, 0, 1, 0, 1], dtype=bool)
+    got = _cascade(score, slm_ok, large_ok, fact, budget=0.4)  # 2 calls: positions 0 and 2
+    assert got == {
+        "cascade_fact_accuracy": round(1 / 3, 4),  # facts 0 (large: right), 2 and 4 wrong
+        "cascade_accuracy": 0.6,  # 0 (large), 1 and 3 (slm) right
+        "call_rate": 0.4,
+        "calls_on_facts": 1.0,
     }

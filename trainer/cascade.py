@@ -131,13 +131,15 @@ def teacher_forced(
 ) -> dict:
     call = call_id(tok)
     eot = separator_id(tok)
-    p_calls, slm_ok, large_ok, facts = [], [], [], []
+    p_calls, slm_ok, large_ok, facts, unsure = [], [], [], [], []
     for bi, (ids, _dele, fact, _loss) in enumerate(batches(data, seq_len, eot, 8, max_sequences)):
         x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])
         logits = small(input_ids=x).logits.float()
         p_calls.append(torch.softmax(logits, -1)[..., call].numpy().ravel())
         logits[..., call] = float("-inf")
         slm_ok.append((logits.argmax(-1) == y).numpy().ravel())
+        # the uncertainty baseline's score: 1 - the SLM's top probability without <CALL>
+        unsure.append((1 - torch.softmax(logits, -1).max(-1).values).numpy().ravel())
         if large_cache is not None and bi in large_cache:
             lp = large_cache[bi]
         else:
@@ -148,20 +150,32 @@ def teacher_forced(
         facts.append(fact[:, 1:].ravel())
     if not p_calls:
         raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
-    p, s, g, f = (np.concatenate(a) for a in (p_calls, slm_ok, large_ok, facts))
-    k = max(1, int(round(budget * len(p))))
-    calls = np.zeros(len(p), dtype=bool)
-    calls[np.argsort(-p, kind="stable")[:k]] = True
-    cascade_ok = np.where(calls, g, s)
+    p, s, g, f, u = (np.concatenate(a) for a in (p_calls, slm_ok, large_ok, facts, unsure))
+    ours, base = _cascade(p, s, g, f, budget), _cascade(u, s, g, f, budget)
     return {
         "slm_fact_accuracy": round(float(s[f].mean()), 4),
-        "cascade_fact_accuracy": round(float(cascade_ok[f].mean()), 4),
-        "cascade_accuracy": round(float(cascade_ok.mean()), 4),
+        **ours,
         "slm_accuracy": round(float(s.mean()), 4),
         "large_fact_accuracy": round(float(g[f].mean()), 4),
-        "call_rate": round(float(calls.mean()), 4),
-        "calls_on_facts": round(float(f[calls].mean()), 4),
+        "fact_share": round(float(f.mean()), 4),
         "positions": int(len(p)),
+        # The same budget spent where the SLM is least sure of its own top-1 token (a baseline
+        # that needs no <CALL> training).
+        **{f"uncertainty_{k}": v for k, v in base.items()},
+    }
+
+
+def _cascade(score, slm_ok, large_ok, fact, budget: float) -> dict:
+    """Call the large model on the top `budget` share of positions by `score`."""
+    k = max(1, int(round(budget * len(score))))
+    calls = np.zeros(len(score), dtype=bool)
+    calls[np.argsort(-score, kind="stable")[:k]] = True
+    ok = np.where(calls, large_ok, slm_ok)
+    return {
+        "cascade_fact_accuracy": round(float(ok[fact].mean()), 4),
+        "cascade_accuracy": round(float(ok.mean()), 4),
+        "call_rate": round(float(calls.mean()), 4),
+        "calls_on_facts": round(float(fact[calls].mean()), 4),
     }
 
 
