@@ -15,6 +15,8 @@ from lacy_labels.grammar import (
 from lacy_labels.records import build_record
 from lacy_labels.tokens import encode_batch, replace_unencodable
 
+ZONE_CHARS = 4_000_000  # characters parsed per spaCy memory zone (see Annotator._enter_zone)
+
 
 class Annotator:
     """Turns {"id", "text"} documents into records (schema columns but `ref_loss`/`delegate`)."""
@@ -32,6 +34,8 @@ class Annotator:
         self.fact_rule = fact_rule or FactRule()
         self.batch_size = batch_size
         self.max_parse_chars = max_parse_chars
+        self.zone_chars = ZONE_CHARS
+        self._zone, self._zone_chars = None, 0
 
     def identity(self) -> dict:
         return spacy_identity(self.nlp)
@@ -41,14 +45,31 @@ class Annotator:
         the tokenizer cannot represent are replaced with U+FFFD first."""
         texts = [replace_unencodable(d["text"], self.tokenizer) for d in docs]
         encoded = encode_batch(self.tokenizer, texts)
-        # spaCy's string store keeps every new string it meets, so a long-running worker grows
-        # with the corpus; a memory zone frees the strings its docs added (the features are
-        # plain arrays and Python strings by the time it closes).
-        with self.nlp.memory_zone():
-            features = parse_texts(
-                self.nlp, texts, batch_size=self.batch_size, max_parse_chars=self.max_parse_chars
-            )
-            return [
-                build_record(d["id"], text, words, ids, offsets, self.fact_rule)
-                for d, text, words, (ids, offsets) in zip(docs, texts, features, encoded)
-            ]
+        self._enter_zone()
+        features = parse_texts(
+            self.nlp, texts, batch_size=self.batch_size, max_parse_chars=self.max_parse_chars
+        )
+        records = [
+            build_record(d["id"], text, words, ids, offsets, self.fact_rule)
+            for d, text, words, (ids, offsets) in zip(docs, texts, features, encoded)
+        ]
+        self._zone_chars += sum(map(len, texts))
+        if self._zone_chars >= self.zone_chars:
+            self._exit_zone()
+        return records
+
+    def _enter_zone(self) -> None:
+        """spaCy's vocabulary keeps every new string and lexeme it meets, so a long-running
+        worker would grow with the corpus. A memory zone frees what its docs added; one zone
+        spans `zone_chars` characters, so lexemes are still reused within it (a zone per call
+        cost ~4% of the grammar stage in re-created lexemes). The records hold plain arrays and
+        Python strings, never spaCy objects, so nothing outlives the zone."""
+        if self._zone is None:
+            self._zone = self.nlp.memory_zone()
+            self._zone.__enter__()
+            self._zone_chars = 0
+
+    def _exit_zone(self) -> None:
+        if self._zone is not None:
+            zone, self._zone = self._zone, None
+            zone.__exit__(None, None, None)

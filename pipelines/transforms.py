@@ -160,7 +160,12 @@ class ScoreModelHandler(ModelHandler):
         return Scorer(ref, cfg.score_config())
 
     def run_inference(self, batch, model, inference_args=None):
-        progress = _Progress()
+        # A model shared across processes is a proxy: a callback would run (and count) in the
+        # process that holds the model, so the distribution is kept per group there instead.
+        shared_model = self.share_model_across_processes()
+        progress = None if shared_model else _Progress()
+        if shared_model:
+            _Progress.per_batch.update(sum(len(r["input_ids"]) for r in batch))
 
         def work(records):
             docs = [r["input_ids"] for r in records]
