@@ -310,24 +310,31 @@ def main() -> None:
         "skipped": [],
     }
     log(f"{r['device_name']}: bf16 matmul {r['bf16_matmul_tflops']} TFLOP/s")
+    slug = re.sub(r"[^a-z0-9]+", "-", r["device_name"].lower()).strip("-")
+    base = os.path.join(args.out, f"device_check-{slug}{'-tiny' if args.tiny else ''}")
+
+    def save() -> None:
+        """Written after every section: a run cut short by its time limit still leaves figures."""
+        r["wall_s"] = round(time.time() - t0, 1)
+        os.makedirs(args.out, exist_ok=True)
+        with open(base + ".json", "w") as f:
+            json.dump(r, f, indent=1, sort_keys=True)
+        with open(base + ".md", "w") as f:
+            f.write(markdown(r))
+
     r["scoring"] = scoring(args, model_dir, peak)
+    save()
     presets = ["tiny"] if args.tiny else ["small", "paper-334m"]
     if time.time() - t0 < args.budget_s * 0.5:
         r["training"] = training(args, model_dir, presets)
     else:
         r["skipped"].append("training")
+    save()
     if time.time() - t0 < args.budget_s * 0.7:
         r["scoring_variants"] = variants(args, model_dir)
     else:
         r["skipped"].append("scoring_variants")
-    r["wall_s"] = round(time.time() - t0, 1)
-    os.makedirs(args.out, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", r["device_name"].lower()).strip("-")
-    base = os.path.join(args.out, f"device_check-{slug}{'-tiny' if args.tiny else ''}")
-    with open(base + ".json", "w") as f:
-        json.dump(r, f, indent=1, sort_keys=True)
-    with open(base + ".md", "w") as f:
-        f.write(markdown(r))
+    save()
     print(json.dumps(r, sort_keys=True), flush=True)
 
 

@@ -5,7 +5,10 @@ SmolLM2.
     python bench/scale.py --docs 500 --factor 5 [--beam-args "--direct_running_mode=..."]
 
 Documents: the shipped leads (repeated with new ids past 10,033). Model: a randomly initialised
-two-layer Llama with SmolLM2's tokenizer, saved as a local folder for --reference_model. Each run
+two-layer Llama with SmolLM2's tokenizer, saved as a local folder for --reference_model. Shards
+hold --shard-chars characters (256 KiB by default), so that at both sizes the data spans many
+shards, as it does at scale (with the 8 MiB default, a few thousand leads are one shard that one
+worker holds whole while it writes it). Each run
 is a `python -m pipelines.label` subprocess; its driver's and its workers' peak RSS are sampled
 with psutil (in the default single-process runner the workers are the driver).
 time_ratio = time(F x N) / time(N) (target <= 1.05 F); RSS ratios F x N over N (target <= 1.15);
@@ -115,8 +118,9 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=500)
     ap.add_argument("--factor", type=int, default=5)
     ap.add_argument("--beam-args", default="", help="extra flags for pipelines.label")
+    ap.add_argument("--shard-chars", type=int, default=1 << 18)
     a = ap.parse_args()
-    beam_args = a.beam_args.split()
+    beam_args = ["--shard_chars", str(a.shard_chars), *a.beam_args.split()]
     tmp = tempfile.mkdtemp(prefix="lacy-scale-")
     model = fast_model(f"{tmp}/model")
     sizes = {"n": a.docs, "fn": a.docs * a.factor}

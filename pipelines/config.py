@@ -74,7 +74,7 @@ class LabelConfig:
         "padded positions per forward pass (default by device: 1024 on CPU, 32768 on CUDA)",
     )
     group_chars: int = _f(
-        1 << 15,
+        1 << 17,
         "characters per annotate/score group (the scorer's length-bucketing pool; raise it on "
         "a GPU to several times batch_tokens x ~4.5 characters)",
     )
