@@ -204,7 +204,8 @@ class Scorer:
                 at += n
         return out
 
-    def _forward(self, batch: list[Segment], seqs: list[np.ndarray]) -> list[np.ndarray]:
+    def _forward(self, batch: list[Segment], seqs: list[np.ndarray]):
+        """Losses of one padded batch, left on the device (a float32 tensor, segment by segment)."""
         import torch
 
         width = max(s.b - s.a for s in batch)
