@@ -221,7 +221,9 @@ def training(args, model_dir: str, presets: list[str]) -> dict:
     from trainer.train import TrainConfig, Trainer
 
     tmp = tempfile.mkdtemp(prefix="lacy-train-")
-    data = synthetic_shards(f"{tmp}/labels", 49152, 2000 if not args.tiny else 200)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        vocab = json.load(f)["vocab_size"]
+    data = synthetic_shards(f"{tmp}/labels", vocab, 2000 if not args.tiny else 200)
     out = {}
     for preset in presets:
         seq = {"tiny": 64, "small": 512, "paper-334m": 1024}[preset]

@@ -16,7 +16,7 @@ from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, DEFAULT_SPACY_BATCH, DE
 from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel
 from lacy_labels.reference import DEFAULT_MODEL
 from lacy_labels.rules import RULES, SCOPES, LabelRule
-from lacy_labels.scoring import ScoreConfig
+from lacy_labels.scoring import BATCH_TOKENS, ScoreConfig
 from lacy_labels.thresholds import MAX_ENTRIES, LossSketch
 
 # The library's defaults, read once: each setting has one source.
@@ -71,7 +71,7 @@ class LabelConfig:
     )
     batch_tokens: int | None = _f(
         _SCORE.batch_tokens,
-        "padded positions per forward pass (default by device: 1024 on CPU, 32768 on CUDA)",
+        f"padded positions per forward pass (default by device: {BATCH_TOKENS})",
     )
     group_chars: int = _f(
         1 << 17,

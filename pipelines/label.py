@@ -280,6 +280,8 @@ def quiet_local_workers(opts: PipelineOptions) -> None:
     all_opts = opts.get_all_options()
     if all_opts.get("direct_running_mode") != "multi_processing":
         return
+    if "PIPELINE_OPTIONS_FILE" in os.environ:  # the user's, or one written by an earlier run
+        return
     if opts.view_as(StandardOptions).runner not in ("FnApiRunner", "DirectRunner"):
         return
     level = all_opts.get("default_sdk_harness_log_level") or "WARNING"
@@ -290,7 +292,7 @@ def quiet_local_workers(opts: PipelineOptions) -> None:
             "sdk_harness_log_level_overrides": {"lacy": "INFO"},
         }
         json.dump({"options": options}, f)
-    os.environ.setdefault("PIPELINE_OPTIONS_FILE", path)
+    os.environ["PIPELINE_OPTIONS_FILE"] = path
 
 
 def run(argv: list[str] | None = None) -> dict:
