@@ -236,7 +236,7 @@ class Scorer:
         for i in range(0, len(tgt), step):
             logits = self.post(self._head(h[i : i + step]))
             picked = logits.gather(1, tgt[i : i + step, None])[:, 0]
-            loss[i : i + step] = torch.logsumexp(logits, dim=-1) - picked
+            loss[i : i + step] = logsumexp_(logits) - picked
         return loss
 
     def _to_device(self, a: np.ndarray):
@@ -264,3 +264,11 @@ class Scorer:
             return torch.nn.functional.linear(h.float(), *self.head32)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def logsumexp_(x):
+    """torch.logsumexp over the last dimension, computed in x's own memory (x is overwritten):
+    the same operations as torch's, without a second logits-sized temporary per chunk."""
+    m = x.amax(dim=-1, keepdim=True)
+    m.masked_fill_(m.abs() == float("inf"), 0)
+    return x.sub_(m).exp_().sum(dim=-1).log_().add_(m[:, 0])

@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
+from lacy_labels import codec
 from lacy_labels.records import add_labels
 from lacy_labels.validate import Reject, resolve_duplicates
 from pipelines.config import LabelConfig
@@ -94,9 +95,10 @@ class GrammarModels:
 
 
 class AnnotateDoFn(beam.DoFn):
-    """(group key, documents) -> one list of records (spaCy + subwords + alignment + facts).
-    Documents sharing an id are in the same group (the key is a hash of the id), so duplicate ids
-    are resolved here, deterministically, without a shuffle of their own."""
+    """(group key, documents) -> the group's records (spaCy + subwords + alignment + facts),
+    packed as one `bytes` (lacy_labels.codec) for the shuffle to the scorers. Documents sharing an
+    id are in the same group (the key is a hash of the id), so duplicate ids are resolved here,
+    deterministically, without a shuffle of their own."""
 
     def __init__(self, cfg: LabelConfig, handle: shared.Shared):
         self.cfg, self.handle = cfg, handle
@@ -120,7 +122,7 @@ class AnnotateDoFn(beam.DoFn):
         for r in rejects:
             yield beam.pvalue.TaggedOutput(REJECTS, r)
         if records:
-            yield records
+            yield codec.pack_many(records)
 
 
 def unique_by_id(docs: Iterable[dict]) -> tuple[list[dict], list[dict]]:
@@ -176,6 +178,10 @@ class ScoreModelHandler(ModelHandler):
         scored, rejects = isolate(work, list(batch), "score")
         return [("ok", r) for r in scored] + [("reject", r) for r in rejects]
 
+    def get_num_bytes(self, batch) -> int:
+        # Beam's default pickles the whole batch to measure it; the ids are what is scored.
+        return sum(r["input_ids"].nbytes for r in batch)
+
     def should_skip_batching(self) -> bool:
         return True  # elements are already groups
 
@@ -217,9 +223,10 @@ class _Progress:
 
 
 def split_scored(result):
+    """Scored records, packed (they wait for the threshold in that form), and rejects."""
     kind, value = result
     if kind == "ok":
-        yield value
+        yield codec.pack(value)
     else:
         yield beam.pvalue.TaggedOutput(REJECTS, value)
 
@@ -238,8 +245,8 @@ def score_transform(cfg: LabelConfig) -> beam.PTransform:
 
 
 class LabelDoFn(beam.DoFn):
-    """Attach `delegate` with the dataset-wide (or fixed) threshold, or the document's own,
-    and count what was labelled."""
+    """Packed scored record -> the record with `delegate` under the dataset-wide (or fixed)
+    threshold, or the document's own; counts what was labelled."""
 
     def __init__(self, rule):
         self.rule = rule
@@ -249,7 +256,8 @@ class LabelDoFn(beam.DoFn):
         self.delegated = Metrics.counter(NAMESPACE, "delegated_tokens")
         self.per_doc = Metrics.distribution(NAMESPACE, "tokens_per_document")
 
-    def process(self, r: dict, threshold: float | None):
+    def process(self, packed: bytes, threshold: float | None):
+        r = codec.unpack(packed)
         r = add_labels(r, r["ref_loss"], self.rule, threshold)
         self.out.inc()
         self.tokens.inc(len(r["input_ids"]))
@@ -259,8 +267,9 @@ class LabelDoFn(beam.DoFn):
         yield r
 
 
-def population(r: dict, rule):
+def population(packed: bytes, rule):
     """The losses the rule's threshold is taken over (a batch for the loss sketch)."""
+    r = codec.unpack(packed)
     return rule.population(r["ref_loss"], r["is_fact"])
 
 

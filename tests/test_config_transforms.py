@@ -1,12 +1,14 @@
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import LabelConfig, resolve
-from pipelines.label import beam_options
+from pipelines.label import beam_options, plan_sizes, planned_workers
 from pipelines.transforms import isolate, stable_bucket, unique_by_id
 
 
@@ -64,6 +66,39 @@ def test_default_runner_never_needs_prism():
     assert beam_options(["--runner=PortableRunner"]).get_all_options()["runner"] == (
         "PortableRunner"
     )
+
+
+def test_planned_workers_read_from_the_runner_options():
+    assert planned_workers(PipelineOptions([])) == 1
+    local = ["--direct_running_mode=multi_processing", "--direct_num_workers=3"]
+    assert planned_workers(PipelineOptions(local)) == 3
+    assert planned_workers(PipelineOptions(["--max_num_workers=40", "--num_workers=4"])) == 40
+    assert planned_workers(PipelineOptions(["--parallelism=16"])) == 16
+
+
+def test_small_inputs_split_into_a_few_groups_whatever_the_workers(tmp_path):
+    """Groups are group_chars of text, but a small input still makes MIN_GROUPS (3 groups over 2
+    workers would leave one scoring twice the other), and never depends on the worker count
+    (groups decide padded batches, hence the bits of ref_loss)."""
+    f = tmp_path / "in.jsonl"
+    f.write_text("x" * 300_000)
+    cfg = LabelConfig(output=str(tmp_path / "out"), group_chars=131072)
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("lacy").addHandler(handler)
+    try:
+        assert plan_sizes(cfg, [str(f)])["groups"] == 4
+        assert plan_sizes(cfg, [str(f)], workers=2)["groups"] == 4
+        assert not warned
+        assert plan_sizes(cfg, [str(f)], workers=16)["groups"] == 4
+    finally:
+        logging.getLogger("lacy").removeHandler(handler)
+    assert "lower --group_chars" in warned[0]
+    f.write_text("x" * 20_000)
+    assert plan_sizes(cfg, [str(f)])["groups"] == 3  # no group under MIN_GROUP_CHARS
+    f.write_text("x" * 2_000_000)
+    assert plan_sizes(cfg, [str(f)])["groups"] == 16
 
 
 def test_stable_bucket_is_process_independent():
