@@ -50,7 +50,6 @@ from pipelines.transforms import (
 
 log = logging.getLogger("lacy")
 LIMIT_BYTES_PER_RECORD = 1024  # with --limit, the size estimate assumes this much per record
-MIN_GROUPS = 4  # a small input still splits this far, so that a few local workers share it
 MIN_GROUP_CHARS = 8192  # a group smaller than about two CPU batches pads more than it spreads
 
 
@@ -101,21 +100,19 @@ def fixed_threshold(cfg: LabelConfig) -> dict | None:
 
 
 def plan_sizes(cfg: LabelConfig, files: list[str], workers: int = 1) -> dict:
-    """Group and shard counts from the input's size, fixed before the run. Groups hold at most
-    `group_chars` characters, and a small input still makes MIN_GROUPS groups (while each holds
-    MIN_GROUP_CHARS, two CPU batches), so that a few local workers share it. The worker count is
-    recorded but never changes the plan: groups decide the padded batches, so rows stay bitwise
-    identical whatever the number of workers."""
+    """Group and shard counts from the input's size, fixed before the run. The worker count is
+    recorded but never changes the plan: groups decide the padded batches, hence the bits of
+    `ref_loss`, so rows stay identical whatever the number of workers. A plan with fewer than
+    two groups per worker says how to spread the input."""
     size = input_bytes(files)
     if cfg.limit is not None:
         size = min(size, cfg.limit * LIMIT_BYTES_PER_RECORD)
-    by_size = math.ceil(size / cfg.group_chars)
-    floor = min(MIN_GROUPS, math.ceil(size / MIN_GROUP_CHARS))
-    groups = max(1, by_size, floor)
-    if workers > groups:
+    groups = max(1, math.ceil(size / cfg.group_chars))
+    if groups < 2 * workers:
         log.warning(
-            "%d groups for %d workers: some will idle; lower --group_chars (now %d) to spread "
-            "this input", groups, workers, cfg.group_chars,
+            "%d groups of --group_chars %d for %d workers: work spreads unevenly; "
+            "--group_chars %d would give each worker two",
+            groups, cfg.group_chars, workers, max(MIN_GROUP_CHARS, size // (2 * workers)),
         )  # fmt: skip
     return {
         "input_bytes": size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterable
 
@@ -82,7 +83,11 @@ def count_rejects(reject: dict) -> dict:
 
 class GrammarModels:
     """What the grammar stage loads once per worker process: spaCy and the reference tokenizer
-    (its vocabulary makes the subwords; the reference model's weights are not loaded here)."""
+    (its vocabulary makes the subwords; the reference model's weights are not loaded here).
+    A runner may process bundles in several threads of one process (Dataflow's SDK harness
+    does, so does --direct_running_mode=multi_threading): the lock lets one of them at a time
+    use spaCy, whose vocabulary and memory zones are not thread-safe (its parse holds the GIL
+    most of the time anyway)."""
 
     def __init__(self, cfg: LabelConfig):
         from lacy_labels.annotate import Annotator
@@ -92,6 +97,7 @@ class GrammarModels:
         self.annotator = Annotator(
             tok, cfg.spacy_model, cfg.fact_rule(), cfg.spacy_batch_size, cfg.max_parse_chars
         )
+        self.lock = threading.Lock()
 
 
 class AnnotateDoFn(beam.DoFn):
@@ -105,10 +111,11 @@ class AnnotateDoFn(beam.DoFn):
 
     def setup(self):
         cfg = self.cfg
-        self.annotator = self.handle.acquire(lambda: GrammarModels(cfg), tag="grammar").annotator
+        self.models = self.handle.acquire(lambda: GrammarModels(cfg), tag="grammar")
 
     def _work(self, docs: list[dict]) -> list[dict]:
-        records = self.annotator.annotate(docs)
+        with self.models.lock:
+            records = self.models.annotator.annotate(docs)
         for d, r in zip(docs, records):
             r["source"], r["index"] = d["source"], d["index"]
         return records

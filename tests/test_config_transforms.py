@@ -76,10 +76,9 @@ def test_planned_workers_read_from_the_runner_options():
     assert planned_workers(PipelineOptions(["--parallelism=16"])) == 16
 
 
-def test_small_inputs_split_into_a_few_groups_whatever_the_workers(tmp_path):
-    """Groups are group_chars of text, but a small input still makes MIN_GROUPS (3 groups over 2
-    workers would leave one scoring twice the other), and never depends on the worker count
-    (groups decide padded batches, hence the bits of ref_loss)."""
+def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):
+    """Groups decide padded batches (hence the bits of ref_loss), so the worker count only
+    brings a warning with a --group_chars that would spread the input."""
     f = tmp_path / "in.jsonl"
     f.write_text("x" * 300_000)
     cfg = LabelConfig(output=str(tmp_path / "out"), group_chars=131072)
@@ -88,17 +87,14 @@ def test_small_inputs_split_into_a_few_groups_whatever_the_workers(tmp_path):
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("lacy").addHandler(handler)
     try:
-        assert plan_sizes(cfg, [str(f)])["groups"] == 4
-        assert plan_sizes(cfg, [str(f)], workers=2)["groups"] == 4
+        assert plan_sizes(cfg, [str(f)])["groups"] == 3
         assert not warned
-        assert plan_sizes(cfg, [str(f)], workers=16)["groups"] == 4
+        assert plan_sizes(cfg, [str(f)], workers=2)["groups"] == 3
+        assert "--group_chars 75000 would give each worker two" in warned[0]
+        assert plan_sizes(cfg, [str(f)], workers=100)["groups"] == 3
+        assert "--group_chars 8192 " in warned[1]
     finally:
         logging.getLogger("lacy").removeHandler(handler)
-    assert "lower --group_chars" in warned[0]
-    f.write_text("x" * 20_000)
-    assert plan_sizes(cfg, [str(f)])["groups"] == 3  # no group under MIN_GROUP_CHARS
-    f.write_text("x" * 2_000_000)
-    assert plan_sizes(cfg, [str(f)])["groups"] == 16
 
 
 def test_stable_bucket_is_process_independent():

@@ -178,8 +178,16 @@ def test_same_rows_across_runs_runners_and_worker_counts(tmp_path, small_input, 
         "--threads",
         1,
     )
+    _, d, _ = run(  # worker threads share one spaCy (under a lock) and one model
+        tmp_path / "d",
+        *common,
+        "--direct_running_mode=multi_threading",
+        "--direct_num_workers=2",
+        "--threads",
+        1,
+    )
     assert a.num_rows == 4
-    assert a.to_pylist() == b.to_pylist() == c.to_pylist()
+    assert a.to_pylist() == b.to_pylist() == c.to_pylist() == d.to_pylist()
     names = sorted(p.name for p in (tmp_path / "a/data").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "c/data").iterdir())
     assert names == ["train-00000-of-00001.parquet"]
