@@ -108,7 +108,7 @@ def plan_sizes(cfg: LabelConfig, files: list[str], workers: int = 1) -> dict:
     if cfg.limit is not None:
         size = min(size, cfg.limit * LIMIT_BYTES_PER_RECORD)
     groups = max(1, math.ceil(size / cfg.group_chars))
-    if groups < 2 * workers:
+    if 1 < workers and groups < 2 * workers:
         log.warning(
             "%d groups of --group_chars %d for %d workers: work spreads unevenly; "
             "--group_chars %d would give each worker two",

@@ -93,6 +93,9 @@ def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):
         assert "--group_chars 75000 would give each worker two" in warned[0]
         assert plan_sizes(cfg, [str(f)], workers=100)["groups"] == 3
         assert "--group_chars 8192 " in warned[1]
+        f.write_text("x" * 1000)
+        assert plan_sizes(cfg, [str(f)])["groups"] == 1
+        assert len(warned) == 2  # one process: nothing to spread
     finally:
         logging.getLogger("lacy").removeHandler(handler)
 
