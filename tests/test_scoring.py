@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lacy_labels.reference import convert_gguf, smollm2_gguf_path
-from lacy_labels.scoring import ScoreConfig, Scorer, plan_windows
+from lacy_labels.scoring import ScoreConfig, Scorer, logsumexp_, plan_windows
 from lacy_labels.tokens import encode_batch
 
 pytestmark = pytest.mark.slow
@@ -103,3 +103,14 @@ def test_cache_conversion_is_atomic_and_reused(tmp_path):
     weights = models / a.split("/")[-1] / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     assert _convert(cache) == a and weights.stat().st_mtime_ns == mtime
+
+
+def test_in_place_logsumexp_is_torchs_bit_for_bit():
+    """The scorer's in-place log-sum-exp (no second logits-sized temporary) repeats torch's own
+    operations, so losses keep every bit; rows of -inf and +inf behave as torch's do."""
+    g = torch.Generator().manual_seed(0)
+    for shape in [(128, 49152), (7, 33), (1, 1)]:
+        x = torch.randn(*shape, generator=g) * 30
+        assert torch.equal(logsumexp_(x.clone()), torch.logsumexp(x, dim=-1))
+    x = torch.tensor([[float("-inf")] * 3, [1.0, float("inf"), 2.0], [0.0, 0.0, 0.0]])
+    assert torch.equal(logsumexp_(x.clone()), torch.logsumexp(x, dim=-1))
