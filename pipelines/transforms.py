@@ -230,10 +230,9 @@ class _Progress:
 
 
 def split_scored(result):
-    """Scored records, packed (they wait for the threshold in that form), and rejects."""
     kind, value = result
     if kind == "ok":
-        yield codec.pack(value)
+        yield value
     else:
         yield beam.pvalue.TaggedOutput(REJECTS, value)
 
@@ -274,9 +273,8 @@ class LabelDoFn(beam.DoFn):
         yield r
 
 
-def population(packed: bytes, rule):
+def population(r: dict, rule):
     """The losses the rule's threshold is taken over (a batch for the loss sketch)."""
-    r = codec.unpack(packed)
     return rule.population(r["ref_loss"], r["is_fact"])
 
 
