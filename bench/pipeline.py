@@ -10,7 +10,8 @@ naive_same_kernel repeats it with the pipeline's linear kernel (lacy_labels.kern
 of the pipeline's structure can be told apart from the gain of the kernel choice.
 scale_4x_time_ratio: pipeline time for 4N docs / time for N. With --workers-docs M (e.g. 300):
 M docs in the default single process and with two local worker processes
-(--direct_running_mode=multi_processing --direct_num_workers=2 --threads 1): two_workers_speedup.
+(--direct_running_mode=multi_processing --direct_num_workers=2; torch threads shared out by the
+job): two_workers_speedup.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def main() -> None:
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = {}
     if args.workers_docs:
-        two = ["--direct_running_mode=multi_processing", "--direct_num_workers=2", "--threads", "1"]
+        two = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
         one = run_pipeline(args.workers_docs, f"{tmp}/w1", extra)
         both = run_pipeline(args.workers_docs, f"{tmp}/w2", extra + two)
         workers = {

@@ -17,6 +17,7 @@ from the input files' sizes, so no stage waits for a global count."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -133,6 +134,37 @@ def planned_workers(opts: PipelineOptions) -> int:
         if (o.get(name) or 0) > 0:
             return int(o[name])
     return 1
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS says)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(cfg: LabelConfig, opts: PipelineOptions) -> tuple[int | None, str]:
+    """Torch threads per scoring process, and why. Torch's default is every core of the machine
+    in every process: runners that start several SDK processes per machine would oversubscribe
+    the cores (local multi-processing with two workers on 2 cores ran 2.5-2.9x slower). On CUDA
+    the host threads matter little; runners whose processes per machine lacy cannot know
+    (Flink, portable) keep torch's default, and say so."""
+    if cfg.threads is not None:
+        return cfg.threads, "--threads"
+    if cfg.device.split(":")[0] != "cpu":
+        return None, "torch default (accelerator)"
+    o = opts.get_all_options()
+    if o.get("direct_running_mode") in ("multi_processing", "multi_threading"):
+        cores = usable_cores()
+        workers = o.get("direct_num_workers") or cores
+        return max(1, cores // workers), f"{cores} cores / {workers} local workers"
+    runner = str(opts.view_as(StandardOptions).runner or "")
+    if runner.endswith("DataflowRunner"):
+        if "no_use_multiple_sdk_containers" in (o.get("experiments") or []):
+            return None, "torch default (one SDK process per Dataflow worker)"
+        return 1, "Dataflow runs one SDK process per vCPU"
+    return None, "torch default"
 
 
 class ReadRecords(beam.PTransform):
@@ -330,7 +362,12 @@ def run(argv: list[str] | None = None) -> dict:
     """Run the job; returns the final stats (plus the output directory, wall time, and the job's
     Beam metrics)."""
     cfg, beam_args = resolve(argv)
-    result, wall = run_job(cfg, beam_args)
+    opts = beam_options(beam_args)
+    threads, why = resolve_threads(cfg, opts)
+    if threads != cfg.threads:
+        log.info("torch threads per worker: %d (%s)", threads, why)
+        cfg = dataclasses.replace(cfg, threads=threads)
+    result, wall = run_job(cfg, beam_args, opts, why)
     return finish(cfg, wall) | {
         "output": cfg.output.rstrip("/"),
         "report": cfg.report,
@@ -338,13 +375,15 @@ def run(argv: list[str] | None = None) -> dict:
     }
 
 
-def run_job(cfg: LabelConfig, beam_args: list[str]):
+def run_job(
+    cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threads_from: str = "--threads"
+):
     """Write config.json, run the pipeline to the end; (PipelineResult, wall seconds)."""
     out = cfg.output.rstrip("/")
     outputs.prepare_output(out, cfg.overwrite)
     files = expand_inputs(cfg.input)
-    opts = beam_options(beam_args)
     sizes, fixed = plan_sizes(cfg, files, planned_workers(opts)), fixed_threshold(cfg)
+    sizes["threads_from"] = threads_from
     meta = provenance(cfg) | {"threshold_source": fixed["source"] if fixed else "this run"}
     outputs.write_json(
         f"{out}/config.json",
@@ -362,6 +401,7 @@ def run_job(cfg: LabelConfig, beam_args: list[str]):
     result = p.run()
     result.wait_until_finish()
     return result, time.time() - t0
+
 
 
 def beam_counters(result) -> dict:

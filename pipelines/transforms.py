@@ -19,6 +19,7 @@ from apache_beam.ml.inference.base import ModelHandler
 from apache_beam.utils import shared
 
 from lacy_labels import codec
+from lacy_labels.memory import release_free_memory
 from lacy_labels.records import add_labels
 from lacy_labels.validate import Reject, resolve_duplicates
 from pipelines.config import LabelConfig
@@ -183,6 +184,7 @@ class ScoreModelHandler(ModelHandler):
             return records
 
         scored, rejects = isolate(work, list(batch), "score")
+        release_free_memory()  # the group's logits blocks, before its records pile up downstream
         return [("ok", r) for r in scored] + [("reject", r) for r in rejects]
 
     def get_num_bytes(self, batch) -> int:

@@ -8,7 +8,12 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import LabelConfig, resolve
-from pipelines.label import beam_options, plan_sizes, planned_workers
+from pipelines.label import (
+    beam_options,
+    plan_sizes,
+    planned_workers,
+    resolve_threads,
+)
 from pipelines.transforms import isolate, stable_bucket, unique_by_id
 
 
@@ -74,6 +79,27 @@ def test_planned_workers_read_from_the_runner_options():
     assert planned_workers(PipelineOptions(local)) == 3
     assert planned_workers(PipelineOptions(["--max_num_workers=40", "--num_workers=4"])) == 40
     assert planned_workers(PipelineOptions(["--parallelism=16"])) == 16
+
+
+def test_torch_threads_share_the_cores_between_worker_processes(monkeypatch):
+    """Torch's default (every core in every process) would oversubscribe the cores wherever a
+    runner starts several SDK processes per machine; --threads always wins."""
+    monkeypatch.setattr("pipelines.label.usable_cores", lambda: 8)
+
+    def threads(*flags, **settings):
+        return resolve_threads(LabelConfig(output="o", **settings), PipelineOptions(list(flags)))
+
+    assert threads() == (None, "torch default")
+    local = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    assert threads(*local) == (4, "8 cores / 2 local workers")
+    assert threads(*local, threads=3) == (3, "--threads")
+    assert threads(*local, device="cuda")[0] is None
+    assert threads("--direct_running_mode=multi_threading", "--direct_num_workers=16")[0] == 1
+    dataflow = ["--runner=DataflowRunner"]
+    assert threads(*dataflow) == (1, "Dataflow runs one SDK process per vCPU")
+    one = [*dataflow, "--experiments=no_use_multiple_sdk_containers"]
+    assert threads(*one)[0] is None
+    assert threads("--runner=FlinkRunner") == (None, "torch default")
 
 
 def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):

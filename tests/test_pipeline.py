@@ -14,6 +14,7 @@ import pytest
 
 from lacy_labels.schema import SCHEMA, read_metadata, validate_table
 from pipelines import label
+from pipelines.label import usable_cores
 from pipelines.outputs import read_rejects
 
 pytestmark = pytest.mark.slow
@@ -170,14 +171,12 @@ def test_same_rows_across_runs_runners_and_worker_counts(tmp_path, small_input, 
     common = ["--input", small_input, "--reference_model", tiny_model_dir, "--group_chars", 300]
     _, a, _ = run(tmp_path / "a", *common)
     _, b, _ = run(tmp_path / "b", *common)
-    _, c, _ = run(
-        tmp_path / "c",
-        *common,
-        "--direct_running_mode=multi_processing",
-        "--direct_num_workers=2",
-        "--threads",
-        1,
+    _, c, _ = run(  # no --threads: the cores are shared out between the worker processes
+        tmp_path / "c", *common, "--direct_running_mode=multi_processing", "--direct_num_workers=2"
     )
+    saved = json.loads((tmp_path / "c/config.json").read_text())
+    assert saved["settings"]["threads"] == max(1, usable_cores() // 2)
+    assert saved["plan"]["threads_from"] == f"{usable_cores()} cores / 2 local workers"
     _, d, _ = run(  # worker threads share one spaCy (under a lock) and one model
         tmp_path / "d",
         *common,
