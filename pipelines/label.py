@@ -52,6 +52,7 @@ from pipelines.transforms import (
 log = logging.getLogger("lacy")
 LIMIT_BYTES_PER_RECORD = 1024  # with --limit, the size estimate assumes this much per record
 MIN_GROUP_CHARS = 8192  # a group smaller than about two CPU batches pads more than it spreads
+OMP_WAIT, PASSIVE = "OMP_WAIT_POLICY", "PASSIVE"  # OpenMP threads sleep while they wait
 
 
 def provenance(cfg: LabelConfig) -> dict:
@@ -145,19 +146,24 @@ def usable_cores() -> int:
 
 
 def resolve_threads(cfg: LabelConfig, opts: PipelineOptions) -> tuple[int | None, str]:
-    """Torch threads per scoring process, and why. Torch's default is every core of the machine
-    in every process: runners that start several SDK processes per machine would oversubscribe
-    the cores (local multi-processing with two workers on 2 cores ran 2.5-2.9x slower). On CUDA
-    the host threads matter little; runners whose processes per machine lacy cannot know
-    (Flink, portable) keep torch's default, and say so."""
+    """Torch threads per scoring process, and why. Torch's default is every core in every
+    process, and OpenMP threads spin while they wait: two local worker processes with two
+    spinning threads each on 2 cores took 138 s for 300 leads against 34 s in one process.
+    Local worker processes keep every core but wait passively (OMP_WAIT_POLICY=PASSIVE, set
+    for them by `quiet_local_workers`), so a worker whose peer is idle still uses both cores (39 s
+    against 44 s with one thread each when 3 groups meet 2 workers); with another wait policy
+    they get cores / workers. On CUDA the host threads matter little; runners whose processes
+    per machine lacy cannot know (Flink, portable) keep torch's default, and say so."""
     if cfg.threads is not None:
         return cfg.threads, "--threads"
     if cfg.device.split(":")[0] != "cpu":
         return None, "torch default (accelerator)"
     o = opts.get_all_options()
-    if o.get("direct_running_mode") in ("multi_processing", "multi_threading"):
-        cores = usable_cores()
-        workers = o.get("direct_num_workers") or cores
+    mode, cores = o.get("direct_running_mode"), usable_cores()
+    workers = o.get("direct_num_workers") or cores
+    if mode == "multi_processing" and os.environ.get(OMP_WAIT, PASSIVE).upper() == PASSIVE:
+        return cores, f"{cores} cores in each of {workers} local workers, waiting passively"
+    if mode in ("multi_processing", "multi_threading"):
         return max(1, cores // workers), f"{cores} cores / {workers} local workers"
     runner = str(opts.view_as(StandardOptions).runner or "")
     if runner.endswith("DataflowRunner"):
@@ -335,14 +341,17 @@ def beam_options(beam_args: list[str]) -> PipelineOptions:
 
 
 def quiet_local_workers(opts: PipelineOptions) -> None:
-    """The FnApiRunner starts local multi-process workers with no pipeline options, so they log
-    at INFO and bury lacy's progress. A worker reads PIPELINE_OPTIONS_FILE from the environment
-    it inherits: point it at a file that sets only the SDK harness log level (WARNING unless
+    """The environment local worker processes inherit (this process keeps it after the run):
+    OpenMP threads that wait passively (see resolve_threads), and a log level. The FnApiRunner
+    starts local multi-process workers with no pipeline options, so they log at INFO and bury
+    lacy's progress. A worker reads PIPELINE_OPTIONS_FILE from its environment: point it at a
+    file that sets only the SDK harness log level (WARNING unless
     --default_sdk_harness_log_level says; lacy's own progress stays at INFO; the workers had no
-    other options to lose)."""
+    other options to lose). Values already in the environment win."""
     all_opts = opts.get_all_options()
     if all_opts.get("direct_running_mode") != "multi_processing":
         return
+    os.environ.setdefault(OMP_WAIT, PASSIVE)  # see resolve_threads; a value already set wins
     if "PIPELINE_OPTIONS_FILE" in os.environ:  # the user's, or one written by an earlier run
         return
     if opts.view_as(StandardOptions).runner not in ("FnApiRunner", "DirectRunner"):
@@ -401,7 +410,6 @@ def run_job(
     result = p.run()
     result.wait_until_finish()
     return result, time.time() - t0
-
 
 
 def beam_counters(result) -> dict:

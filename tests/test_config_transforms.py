@@ -91,7 +91,15 @@ def test_torch_threads_share_the_cores_between_worker_processes(monkeypatch):
 
     assert threads() == (None, "torch default")
     local = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset below, restored after the test")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("PIPELINE_OPTIONS_FILE", "the user's")  # beam_options writes none
+    assert threads(*local) == (8, "8 cores in each of 2 local workers, waiting passively")
+    beam_options(local)  # sets the passive wait policy the workers inherit
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # spinning threads: cores shared out
     assert threads(*local) == (4, "8 cores / 2 local workers")
+    assert beam_options(local) and os.environ["OMP_WAIT_POLICY"] == "active"
     assert threads(*local, threads=3) == (3, "--threads")
     assert threads(*local, device="cuda")[0] is None
     assert threads("--direct_running_mode=multi_threading", "--direct_num_workers=16")[0] == 1

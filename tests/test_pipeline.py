@@ -167,16 +167,21 @@ def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
         assert all(i in covered for i, c in enumerate(r["text"]) if not c.isspace())
 
 
-def test_same_rows_across_runs_runners_and_worker_counts(tmp_path, small_input, tiny_model_dir):
+def test_same_rows_across_runs_runners_and_worker_counts(
+    tmp_path, small_input, tiny_model_dir, monkeypatch
+):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset below, restored after the test")
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     common = ["--input", small_input, "--reference_model", tiny_model_dir, "--group_chars", 300]
     _, a, _ = run(tmp_path / "a", *common)
     _, b, _ = run(tmp_path / "b", *common)
-    _, c, _ = run(  # no --threads: the cores are shared out between the worker processes
+    _, c, _ = run(  # no --threads: each worker process gets every core, waiting passively
         tmp_path / "c", *common, "--direct_running_mode=multi_processing", "--direct_num_workers=2"
     )
     saved = json.loads((tmp_path / "c/config.json").read_text())
-    assert saved["settings"]["threads"] == max(1, usable_cores() // 2)
-    assert saved["plan"]["threads_from"] == f"{usable_cores()} cores / 2 local workers"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # what the workers inherited
+    assert saved["settings"]["threads"] == usable_cores()
+    assert saved["plan"]["threads_from"].endswith("2 local workers, waiting passively")
     _, d, _ = run(  # worker threads share one spaCy (under a lock) and one model
         tmp_path / "d",
         *common,
