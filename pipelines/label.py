@@ -150,7 +150,7 @@ def resolve_threads(cfg: LabelConfig, opts: PipelineOptions) -> tuple[int | None
     process, and OpenMP threads spin while they wait: two local worker processes with two
     spinning threads each on 2 cores took 138 s for 300 leads against 34 s in one process.
     Local worker processes keep every core but wait passively (OMP_WAIT_POLICY=PASSIVE, set
-    for them by `quiet_local_workers`), so a worker whose peer is idle still uses both cores (39 s
+    for them by `local_worker_env`), so a worker whose peer is idle still uses both cores (39 s
     against 44 s with one thread each when 3 groups meet 2 workers); with another wait policy
     they get cores / workers. On CUDA the host threads matter little; runners whose processes
     per machine lacy cannot know (Flink, portable) keep torch's default, and say so."""
@@ -159,8 +159,7 @@ def resolve_threads(cfg: LabelConfig, opts: PipelineOptions) -> tuple[int | None
     if cfg.device.split(":")[0] != "cpu":
         return None, "torch default (accelerator)"
     o = opts.get_all_options()
-    mode, cores = o.get("direct_running_mode"), usable_cores()
-    workers = o.get("direct_num_workers") or cores
+    mode, cores, workers = o.get("direct_running_mode"), usable_cores(), planned_workers(opts)
     if mode == "multi_processing" and os.environ.get(OMP_WAIT, PASSIVE).upper() == PASSIVE:
         return cores, f"{cores} cores in each of {workers} local workers, waiting passively"
     if mode in ("multi_processing", "multi_threading"):
@@ -336,11 +335,11 @@ def beam_options(beam_args: list[str]) -> PipelineOptions:
     std = opts.view_as(StandardOptions)
     if std.runner in (None, "DirectRunner", "SwitchingDirectRunner"):
         std.runner = "FnApiRunner"
-    quiet_local_workers(opts)
+    local_worker_env(opts)
     return opts
 
 
-def quiet_local_workers(opts: PipelineOptions) -> None:
+def local_worker_env(opts: PipelineOptions) -> None:
     """The environment local worker processes inherit (this process keeps it after the run):
     OpenMP threads that wait passively (see resolve_threads), and a log level. The FnApiRunner
     starts local multi-process workers with no pipeline options, so they log at INFO and bury
@@ -384,9 +383,7 @@ def run(argv: list[str] | None = None) -> dict:
     }
 
 
-def run_job(
-    cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threads_from: str = "--threads"
-):
+def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threads_from: str):
     """Write config.json, run the pipeline to the end; (PipelineResult, wall seconds)."""
     out = cfg.output.rstrip("/")
     outputs.prepare_output(out, cfg.overwrite)
