@@ -110,6 +110,20 @@ def naive_seconds(torch, ref, docs, device: str) -> float:
     return time.perf_counter() - t
 
 
+def timed_score(torch, scorer, docs, device: str):
+    """(losses, seconds): the best of two full passes. The first pass meets every batch shape for
+    the first time (kernel selection, allocator growth): timed after an 8-document warm-up only,
+    SDPA attention came out at 67,000 tokens/s on an H200 and at 306,000 on its second pass."""
+    best = float("inf")
+    for _ in range(2):
+        sync(torch, device)
+        t = time.perf_counter()
+        losses = scorer.score(docs)
+        sync(torch, device)
+        best = min(best, time.perf_counter() - t)
+    return losses, best
+
+
 def scoring(args, model_dir: str, peak: float) -> dict:
     import numpy as np
     import torch
@@ -124,12 +138,7 @@ def scoring(args, model_dir: str, peak: float) -> dict:
         tokens = sum(map(len, docs))
         bt = args.batch_tokens or default_batch_tokens(args.device)
         scorer = Scorer(ref, ScoreConfig(batch_tokens=bt))
-        scorer.score(docs[:8])
-        sync(torch, args.device)
-        t = time.perf_counter()
-        losses[dtype] = scorer.score(docs)
-        sync(torch, args.device)
-        batched = time.perf_counter() - t
+        losses[dtype], batched = timed_score(torch, scorer, docs, args.device)
         naive_docs = docs[: max(8, len(docs) // 4)]  # the naive loop is slow: a quarter
         naive_seconds(torch, ref, naive_docs[:2], args.device)
         naive_tps = sum(map(len, naive_docs)) / naive_seconds(torch, ref, naive_docs, args.device)
@@ -172,13 +181,7 @@ def variants(args, model_dir: str) -> dict:
     def rate(model) -> float:
         scorer = Scorer(ref, ScoreConfig(batch_tokens=bt), check=False)
         scorer.backbone = model
-        scorer.score(docs[:8])
-        scorer.score(docs[:8])  # a compiled backbone compiles its shapes here
-        sync(torch, args.device)
-        t = time.perf_counter()
-        scorer.score(docs)
-        sync(torch, args.device)
-        return round(tokens / (time.perf_counter() - t), 1)
+        return round(tokens / timed_score(torch, scorer, docs, args.device)[1], 1)
 
     out = {"sdpa_tokens_per_s": rate(ref.model.base_model)}
     ref.model.set_attn_implementation("eager")

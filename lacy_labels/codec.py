@@ -90,6 +90,7 @@ def pack_many(records: list[dict]) -> bytes:
 
 
 def unpack_many(data: bytes) -> list[dict]:
+    """bytes from `pack_many` -> the records, in order."""
     out, at, view = [], 0, memoryview(data)
     while at < len(data):
         (n,) = _LEN.unpack_from(data, at)
