@@ -17,7 +17,6 @@ skipped when the time budget would not allow it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -25,8 +24,11 @@ import sys
 import tempfile
 import time
 
+from lacy_labels import cli
+from lacy_labels.scoring import forward_losses
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -101,11 +103,8 @@ def naive_seconds(torch, ref, docs, device: str) -> float:
     """One unbatched forward per document, full logits, log-softmax in fp32."""
     sync(torch, device)
     t = time.perf_counter()
-    with torch.inference_mode():
-        for d in docs:
-            x = torch.tensor([[ref.start_token_id, *d.tolist()]], device=device)
-            logp = torch.log_softmax(ref.model(input_ids=x).logits[0, :-1].float(), -1)
-            logp.gather(1, x[0, 1:, None]).cpu()
+    for d in docs:
+        forward_losses(ref.model, [ref.start_token_id, *d.tolist()]).cpu()
     sync(torch, device)
     return time.perf_counter() - t
 
@@ -288,7 +287,7 @@ def markdown(r: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = cli.ArgParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny model and sizes (CPU smoke test)")
     ap.add_argument("--docs", type=int, default=None, help="leads scored (default 4000; tiny 24)")

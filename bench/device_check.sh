@@ -14,4 +14,4 @@ if [ -z "$py" ]; then
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" >&2
-exec timeout "${DEVICE_CHECK_TIMEOUT:-480}" "$py" bench/device_check.py "$@"
+exec timeout "${DEVICE_CHECK_TIMEOUT:-480}" "$py" -m bench.device_check "$@"

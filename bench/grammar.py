@@ -5,18 +5,15 @@ python bench/grammar.py --docs 300
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.common import emit, wiki_docs  # noqa: E402
+from bench.common import emit, wiki_docs
+from lacy_labels import cli
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = cli.ArgParser(description=__doc__)
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=2, help="best of N timings per variant")

@@ -16,7 +16,6 @@ job): two_workers_speedup.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -25,10 +24,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench.common import emit, wiki_docs
+from lacy_labels import cli
+from lacy_labels.scoring import forward_losses
 
-from bench.common import emit, wiki_docs  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_pipeline(n: int, out: str, extra: list[str]) -> dict:
@@ -55,28 +55,23 @@ def run_pipeline(n: int, out: str, extra: list[str]) -> dict:
     return stats
 
 
-def naive_loop(torch, nlp, ref, docs) -> float:
+def naive_loop(nlp, ref, docs) -> float:
     """Seconds for `nlp(text)` then one full forward + log-softmax per document."""
     t = time.perf_counter()
-    with torch.inference_mode():
-        for d in docs:
-            nlp(d["text"])
-            ids = ref.tokenizer(d["text"], add_special_tokens=False)["input_ids"]
-            x = torch.tensor([[ref.start_token_id, *ids]])
-            logp = torch.log_softmax(ref.model(input_ids=x).logits[0, :-1].float(), -1)
-            logp.gather(1, x[0, 1:, None])
+    for d in docs:
+        nlp(d["text"])
+        ids = ref.tokenizer(d["text"], add_special_tokens=False)["input_ids"]
+        forward_losses(ref.model, [ref.start_token_id, *ids])
     return time.perf_counter() - t
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = cli.ArgParser(description=__doc__)
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--pipeline-args", default="", help="extra flags for pipelines.label")
     ap.add_argument("--workers-docs", type=int, default=0, help="docs for the 1 vs 2 workers run")
     args = ap.parse_args()
     extra = args.pipeline_args.split()
-
-    import torch
 
     from lacy_labels.annotate import Annotator
     from lacy_labels.kernels import set_linear_kernel
@@ -117,8 +112,8 @@ def main() -> None:
     naive_s = {}
     for k in dict.fromkeys(["torch", kernel]):  # the plain model first
         set_linear_kernel(ref.model, k)
-        naive_loop(torch, ann.nlp, ref, docs[:2])  # warm-up
-        naive_s[k] = naive_loop(torch, ann.nlp, ref, docs)
+        naive_loop(ann.nlp, ref, docs[:2])  # warm-up
+        naive_s[k] = naive_loop(ann.nlp, ref, docs)
 
     g, s = tokens / g_s, tokens / s_s
     bound = 1 / (1 / g + 1 / s)

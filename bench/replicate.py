@@ -10,17 +10,15 @@ prints its figures as one JSON object on the last line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench.common import emit, wiki_docs
+from lacy_labels import cli
 
-from bench.common import emit, wiki_docs  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 METRICS = (
     "cascade_fact_accuracy",
@@ -101,7 +99,7 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = cli.ArgParser(description=__doc__)
     ap.add_argument("--train-docs", type=int, default=600)
     ap.add_argument("--eval-docs", type=int, default=40)
     ap.add_argument("--budget", type=int, default=120_000, help="ground-truth-gradient targets")

@@ -18,7 +18,6 @@ alone in this process on the same N documents.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,10 +26,10 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench.common import cpu_name, emit, wiki_docs
+from lacy_labels import cli
 
-from bench.common import cpu_name, emit, wiki_docs  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def fast_model(path: str) -> str:
@@ -114,7 +113,7 @@ def stage_rates(docs: list[dict], model: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = cli.ArgParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=500)
     ap.add_argument("--factor", type=int, default=5)
     ap.add_argument("--beam-args", default="", help="extra flags for pipelines.label")

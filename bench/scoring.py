@@ -16,14 +16,11 @@ precision with its own threshold over these documents, is the same as with fp32)
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from bench.common import cpu_name, emit, peak_rss_mb, wiki_docs  # noqa: E402
+from bench.common import cpu_name, emit, peak_rss_mb, wiki_docs
+from lacy_labels import cli
+from lacy_labels.scoring import forward_losses
 
 
 def matmul_flops(torch, device: str, n: int = 2048, reps: int = 10) -> float:
@@ -88,19 +85,13 @@ def agreement(fp32: list, other: list, docs: list[dict], tokenizer) -> dict:
     }
 
 
-def naive_losses(torch, model, ids, start, device):
+def naive_losses(model, ids, start):
     """One unbatched forward per document, full logits, log-softmax."""
-    out = []
-    with torch.inference_mode():
-        for d in ids:
-            x = torch.tensor([[start, *d.tolist()]], device=device)
-            logp = torch.log_softmax(model(input_ids=x).logits[0, :-1].float(), -1)
-            out.append((-logp.gather(1, x[0, 1:, None])[:, 0]).cpu().numpy())
-    return out
+    return [forward_losses(model, [start, *d.tolist()]).cpu().numpy() for d in ids]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = cli.ArgParser(description=__doc__)
     ap.add_argument("--docs", type=int, default=100)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-tokens", type=int, default=None)
@@ -141,9 +132,9 @@ def main() -> None:
     naive_s, full = {}, {}
     for k in dict.fromkeys(["torch", kernel]):  # plain first; the Scorer's kernel if it differs
         set_linear_kernel(ref.model, k)
-        naive_losses(torch, ref.model, ids[:2], ref.start_token_id, args.device)  # warm-up
+        naive_losses(ref.model, ids[:2], ref.start_token_id)  # warm-up
         t = time.perf_counter()
-        full[k] = naive_losses(torch, ref.model, ids, ref.start_token_id, args.device)
+        full[k] = naive_losses(ref.model, ids, ref.start_token_id)
         naive_s[k] = time.perf_counter() - t
     set_linear_kernel(ref.model, kernel)
 

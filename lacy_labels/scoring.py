@@ -14,11 +14,14 @@ probe, refusing a model whose forward does something else."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from lacy_labels.reference import Reference
+
+log = logging.getLogger("lacy")
 
 PROBE_TEXTS = (
     "Ada Lovelace was born in London on 10 December 1815.",
@@ -130,13 +133,14 @@ class Scorer:
         if weight.dtype != torch.float32:  # reduced precision: an fp32 head (see _head)
             bias = getattr(self.head, "bias", None)
             self.head32 = (weight.float(), None if bias is None else bias.float())
+            if self.device.type == "cuda":
+                enable_tf32_matmul()
         if check:
             self.check_against_forward()
 
     def check_against_forward(self) -> float:
         """Max |lacy loss - the model's own forward loss| on two probe texts (padded together);
         raises ValueError naming the model type when it exceeds the dtype's tolerance."""
-        import torch
 
         tok = self.ref.tokenizer
         fits = self.config.window - 1  # a probe inside one window: no context is cut
@@ -145,12 +149,9 @@ class Scorer:
         ]
         ours = self.score(docs)
         worst = 0.0
-        with torch.inference_mode():
-            for seq, got in zip(self.sequences(docs), ours):
-                ids = torch.from_numpy(seq)[None].to(self.device)
-                lp = torch.log_softmax(self.ref.model(input_ids=ids).logits[0].float(), dim=-1)
-                want = -lp[:-1].gather(1, ids[0, 1:, None])[:, 0].cpu().numpy()
-                worst = max(worst, float(np.nanmax(np.abs(got[-len(want) :] - want))))
+        for seq, got in zip(self.sequences(docs), ours):
+            want = forward_losses(self.ref.model, seq).cpu().numpy()
+            worst = max(worst, float(np.nanmax(np.abs(got[-len(want) :] - want))))
         dtype = str(next(self.ref.model.parameters()).dtype).removeprefix("torch.")
         tol = PROBE_TOLERANCE.get(dtype, PROBE_TOLERANCE_REDUCED)
         if not worst <= tol:
@@ -256,14 +257,32 @@ class Scorer:
 
         if self.head32 is None:
             return self.head(h).float()
-        if self.device.type != "cuda":
-            return torch.nn.functional.linear(h.float(), *self.head32)
-        before = torch.backends.cuda.matmul.allow_tf32
+        return torch.nn.functional.linear(h.float(), *self.head32)
+
+
+def enable_tf32_matmul() -> None:
+    """Let CUDA fp32 matmuls run on TF32 tensor cores, for the whole process, once, when a
+    reduced-precision scorer is built (never toggled per call: threads of one process share a
+    model). For the fp32 head over bf16-valued inputs TF32 is exact (TF32 keeps 10 mantissa
+    bits, bf16 has 7); a scoring worker runs no other fp32 matmul that it could change."""
+    import torch
+
+    if not torch.backends.cuda.matmul.allow_tf32:
+        log.info("reduced-precision scoring on CUDA: TF32 matmuls on for this process")
         torch.backends.cuda.matmul.allow_tf32 = True
-        try:
-            return torch.nn.functional.linear(h.float(), *self.head32)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def forward_losses(model, seq):
+    """The plain model's own per-token losses of one sequence (its start token included): one
+    full forward and an fp32 log-softmax over every logit, the yardstick the Scorer is checked
+    and timed against. A float32 tensor of len(seq) - 1 losses, on the model's device."""
+    import torch
+
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(np.asarray(seq, dtype=np.int64), device=device)[None]
+    with torch.inference_mode():
+        lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
+        return -lp.gather(1, ids[0, 1:, None])[:, 0]
 
 
 def logsumexp_(x):

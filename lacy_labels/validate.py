@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 REASONS = (
     "malformed_record",  # the reader could not parse it (bad JSON, unreadable file, ...)
+    "truncated_file",  # a compressed file cut off before its end (records before the cut kept)
     "invalid_utf8",
     "missing_text",
     "text_not_string",
@@ -46,6 +47,11 @@ class Reject:
         }
 
 
+def has_lone_surrogate(s: str) -> bool:
+    """True if `s` holds an unpaired UTF-16 surrogate (no UTF-8 coder can write it)."""
+    return _SURROGATE.search(s) is not None
+
+
 def text_id(text: str) -> str:
     """Stable id for a document that has none: a hash of its text."""
     return "sha256-" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:20]
@@ -72,7 +78,7 @@ def validate(raw: dict, clean_control: bool = True, max_chars: int = 5_000_000) 
     text = raw["text"]
     if not isinstance(text, str):
         return reject("text_not_string", f"text is {type(text).__name__}")
-    if _SURROGATE.search(text):
+    if has_lone_surrogate(text):
         return reject("lone_surrogate", "text holds an unpaired UTF-16 surrogate")
     if len(text) > max_chars:
         return reject("too_long", f"{len(text)} characters > max_chars {max_chars}")
@@ -84,7 +90,7 @@ def validate(raw: dict, clean_control: bool = True, max_chars: int = 5_000_000) 
         rid = text_id(raw["text"])
     elif isinstance(rid, bool) or not isinstance(rid, (str, int)):
         return reject("bad_id", f"id is {type(rid).__name__}")
-    elif isinstance(rid, str) and _SURROGATE.search(rid):
+    elif isinstance(rid, str) and has_lone_surrogate(rid):
         return reject("bad_id", "id holds an unpaired UTF-16 surrogate")
     return {"id": str(rid), "text": text, "source": source, "index": index}
 

@@ -1,19 +1,15 @@
 """Pipeline settings: one dataclass; every field is a CLI flag (--name) and a config-file key
-(JSON or TOML, flat keys). Precedence: defaults < config file < flags. Resolved once and saved
-beside the output as config.json."""
+(JSON or TOML, flat keys), through `lacy_labels.cli`. Precedence: defaults < config file < flags.
+Resolved once and saved beside the output as config.json."""
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-import tomllib
-
+from lacy_labels import cli
 from lacy_labels.facts import FactRule
 from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, DEFAULT_SPACY_BATCH, DEFAULT_SPACY_MODEL
-from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel
+from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel, warn_if_emulated
 from lacy_labels.reference import DEFAULT_MODEL
 from lacy_labels.rules import RULES, SCOPES, LabelRule
 from lacy_labels.scoring import BATCH_TOKENS, ScoreConfig
@@ -23,8 +19,7 @@ from lacy_labels.thresholds import MAX_ENTRIES, LossSketch
 _FACT, _LABEL, _SCORE = FactRule(), LabelRule(), ScoreConfig()
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+_f = cli.setting
 
 
 @dataclass
@@ -138,6 +133,7 @@ class LabelConfig:
         self.score_config().context()
         LossSketch(self.threshold_sketch_size)
         resolve_linear_kernel(self.linear_kernel, self.device, self.dtype)
+        warn_if_emulated(self.dtype, self.device)
         if self.threshold is not None and self.threshold_from:
             raise ValueError("give --threshold or --threshold_from, not both")
         fixed = self.threshold is not None or self.threshold_from
@@ -149,49 +145,18 @@ class LabelConfig:
         return self
 
 
-def _bool(v: str) -> bool:
-    if v.lower() in ("1", "true", "yes", "on"):
-        return True
-    if v.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {v!r}")
+DESCRIPTION = (
+    "Label text with LaCy delegation labels (spaCy + reference-model losses) and write Parquet "
+    "shards. Unknown flags are passed to Apache Beam untouched."
+)
+PROG = "lacy-label"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipelines.label",
-        description="Label text with LaCy delegation labels (spaCy + reference-model losses) "
-        "and write Parquet shards. Unknown flags are passed to Apache Beam untouched.",
-        argument_default=argparse.SUPPRESS,
-    )
-    p.add_argument("--config", help="JSON or TOML file with any of the keys below")
-    for f in fields(LabelConfig):
-        meta, flag = f.metadata, "--" + f.name
-        help_text = f"{meta['help']} (default: {f.default!r})"
-        if f.type == "bool":
-            p.add_argument(flag, nargs="?", const=True, type=_bool, help=help_text)
-        elif "nargs" in meta:
-            p.add_argument(flag, nargs=meta["nargs"], help=help_text)
-        else:
-            kind = {"int": int, "float": float, "int | None": int, "float | None": float}
-            kind = kind.get(f.type, str)
-            p.add_argument(flag, type=kind, choices=meta.get("choices"), help=help_text)
-    return p
-
-
-def load_config_file(path: str) -> dict:
-    text = Path(path).read_text(encoding="utf-8")
-    data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
-    unknown = set(data) - {f.name for f in fields(LabelConfig)}
-    if unknown:
-        raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
-    return data
+def build_parser():
+    return cli.build_parser(LabelConfig, PROG, DESCRIPTION)
 
 
 def resolve(argv: list[str] | None) -> tuple[LabelConfig, list[str]]:
     """(settings, Beam arguments) from the command line."""
-    args, beam_args = build_parser().parse_known_args(argv)
-    values = vars(args)
-    merged = load_config_file(values.pop("config")) if "config" in values else {}
-    merged.update(values)
-    return LabelConfig(**merged).validate(), beam_args
+    cfg, beam_args = cli.parse(LabelConfig, argv, PROG, DESCRIPTION, known_only=True)
+    return cfg.validate(), beam_args

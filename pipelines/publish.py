@@ -1,18 +1,21 @@
 """Publish a labelled output directory to the Hugging Face Hub as a dataset repository.
 
-    python -m pipelines.publish DIR --repo-id ORG/NAME [--private] [--revision BRANCH] [--dry-run]
+    python -m pipelines.publish DIR --repo_id ORG/NAME [--private] [--revision BRANCH] [--dry_run]
 
 Uses the standard token sources (HF_TOKEN, a saved `hf auth login`) and never prints the token.
 Uploads with `upload_large_folder` (resumable, multi-commit) after creating the repo if needed.
-`--dry-run` prints the plan (every file and its size, the repo and revision) without network.
+`--dry_run` prints the plan (every file and its size, the repo and revision) without network.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from lacy_labels import cli
+from lacy_labels.cli import setting
 
 REQUIRED = ("README.md", "stats.json", "config.json")
 
@@ -109,18 +112,18 @@ def publish(
     return summary + f"\nuploaded to https://huggingface.co/datasets/{repo_id}"
 
 
+@dataclass
+class PublishConfig:
+    folder: str = setting(help="a labelled output folder", positional=True)
+    repo_id: str = setting(help="the Hub dataset repository, ORG/NAME")
+    private: bool = setting(False, "create the repository private")
+    revision: str | None = setting(None, "branch to upload to")
+    dry_run: bool = setting(False, "check the folder and print the plan; no network")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m pipelines.publish",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("folder")
-    ap.add_argument("--repo-id", required=True)
-    ap.add_argument("--private", action="store_true")
-    ap.add_argument("--revision", default=None)
-    ap.add_argument("--dry-run", action="store_true")
-    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    args, _ = cli.parse(PublishConfig, argv, "lacy-publish", __doc__)
     try:
         print(publish(args.folder, args.repo_id, args.private, args.revision, args.dry_run))
     except PublishError as e:
@@ -130,5 +133,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     sys.exit(main())

@@ -4,17 +4,19 @@ later (lacy_labels.validate). Paths go through Beam's FileSystems, so gs:// and 
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import posixpath
-import re
 from collections.abc import Iterator
 
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from lacy_labels.corpus import wiki_json_path
+from lacy_labels.validate import has_lone_surrogate
 
 SHIPPED = "shipped:wikipedia"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".arrow", ".txt", ".txt.gz")
 
 
@@ -59,7 +61,7 @@ def read_file(path: str, text_field="text", id_field="id", txt_mode="file") -> I
     """Raw records of one file, streamed. Lone surrogates (which no coder can serialise) are
     turned into errors here, before records travel between stages."""
     for raw in _read_any(path, text_field, id_field, txt_mode):
-        if any(isinstance(raw.get(k), str) and _SURROGATE.search(raw[k]) for k in ("text", "id")):
+        if any(isinstance(raw.get(k), str) and has_lone_surrogate(raw[k]) for k in ("text", "id")):
             rid = raw.get("id")
             raw = {
                 "source": raw["source"],
@@ -88,6 +90,14 @@ def _read_any(path, text_field, id_field, txt_mode):
             yield from _read_json(path, path, text_field, id_field)
         else:
             yield from _read_txt(path, txt_mode)
+    except EOFError as e:  # a compressed stream cut off: what came before it was yielded
+        yield {
+            "source": path,
+            "index": -1,
+            "error": f"the file is truncated: its compressed stream ends before its end marker "
+            f"(a cut-off download or copy?); the records before the cut were read ({e})",
+            "reason": "truncated_file",
+        }
     except Exception as e:  # noqa: BLE001 - an unreadable file becomes one reject
         yield {
             "source": path,
@@ -97,9 +107,23 @@ def _read_any(path, text_field, id_field, txt_mode):
         }
 
 
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator:
+    """A file's bytes, decompressed. A `.gz` goes through Python's gzip, which raises EOFError
+    where the stream is cut off (Beam's decompressor ends there silently, so a truncated file
+    would look like a complete one with a bad last line)."""
+    plain = CompressionTypes.UNCOMPRESSED
+    with FileSystems.open(path, compression_type=plain) as raw:
+        if path.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                yield f
+        else:
+            yield raw
+
+
 def _read_jsonl(path, text_field, id_field):
-    with FileSystems.open(path) as f:
-        for i, line in enumerate(iter(f.readline, b""), start=1):  # CompressedFile: no iter
+    with open_input(path) as f:
+        for i, line in enumerate(iter(f.readline, b""), start=1):
             if not line.strip():
                 continue
             base = {"source": path, "index": i}
@@ -175,7 +199,7 @@ def _read_json(path, source, text_field, id_field):
 
 
 def _read_txt(path, mode):
-    with FileSystems.open(path) as f:
+    with open_input(path) as f:
         raw = f.read()
     stem = posixpath.basename(path).split(".")[0]
     chunks = raw.split(b"\n") if mode == "line" else [raw]

@@ -73,7 +73,7 @@ class StatsFn(beam.CombineFn):
         out = _empty()
         for a in accs:
             for k, v in a.items():
-                out[k] = out[k] + v if not isinstance(v, Counter) else out[k] + v
+                out[k] = out[k] + v  # numbers, arrays and Counters all add
         return out
 
     def extract_output(self, acc):

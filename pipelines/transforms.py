@@ -29,18 +29,6 @@ NAMESPACE = "lacy"
 log = logging.getLogger("lacy")
 
 
-class _QuietRunInference(logging.Filter):
-    """Beam's RunInference imports `resource` together with its model manager, which needs scipy;
-    without scipy it warns on every batch that memory usage cannot be fetched. lacy does not use
-    that memory figure: drop the line (workers import this module, so the filter reaches them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "memory usage cannot be fetched" not in record.getMessage()
-
-
-logging.getLogger().addFilter(_QuietRunInference())
-
-
 def stable_bucket(key: str, buckets: int) -> int:
     """Process-independent hash bucket (Python's hash() is salted per process)."""
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
@@ -157,6 +145,7 @@ class ScoreModelHandler(ModelHandler):
     def __init__(self, cfg: LabelConfig):
         super().__init__()
         self.cfg = cfg
+        self.progress = Progress()
 
     def load_model(self):
         from lacy_labels.reference import load_reference
@@ -171,11 +160,12 @@ class ScoreModelHandler(ModelHandler):
 
     def run_inference(self, batch, model, inference_args=None):
         # A model shared across processes is a proxy: a callback would run (and count) in the
-        # process that holds the model, so the distribution is kept per group there instead.
-        shared_model = self.share_model_across_processes()
-        progress = None if shared_model else _Progress()
-        if shared_model:
-            _Progress.per_batch.update(sum(len(r["input_ids"]) for r in batch))
+        # process that holds the model, so the distribution is kept per group here instead.
+        if self.share_model_across_processes():
+            progress = None
+            self.progress.per_batch.update(sum(len(r["input_ids"]) for r in batch))
+        else:
+            progress = self.progress
 
         def work(records):
             docs = [r["input_ids"] for r in records]
@@ -203,32 +193,32 @@ class ScoreModelHandler(ModelHandler):
         return "lacy_score"
 
 
-class _Progress:
-    """Scorer progress callback: Beam distributions per forward batch, and a log line with this
-    worker's rate every 5 seconds."""
+class Progress:
+    """Scorer progress callback: a Beam distribution per forward batch, and a log line with this
+    handler's rate every `every` seconds. One per ScoreModelHandler (each DoFn instance holds
+    its own copy of the handler)."""
 
-    tokens = docs = 0
-    t0 = last = None
-    per_batch = Metrics.distribution(NAMESPACE, "tokens_per_batch")
+    def __init__(self, every: float = 5.0):
+        self.every = every
+        self.tokens = self.docs = 0
+        self.t0 = self.last = None
+        self.per_batch = Metrics.distribution(NAMESPACE, "tokens_per_batch")
 
     def __call__(self, tokens: int, docs: int) -> None:
-        cls, now = type(self), time.monotonic()
-        if cls.t0 is None:
-            cls.t0 = cls.last = now
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = self.last = now
         if tokens:
             self.per_batch.update(tokens)
-        cls.tokens += tokens
-        cls.docs += docs
-        if now - cls.last >= 5.0:
-            dt = max(now - cls.t0, 1e-9)
+        self.tokens += tokens
+        self.docs += docs
+        if now - self.last >= self.every:
+            dt = max(now - self.t0, 1e-9)
             log.info(
                 "scored %d docs, %d tokens: %.1f docs/s, %.0f tokens/s (this worker)",
-                cls.docs,
-                cls.tokens,
-                cls.docs / dt,
-                cls.tokens / dt,
-            )
-            cls.last = now
+                self.docs, self.tokens, self.docs / dt, self.tokens / dt,
+            )  # fmt: skip
+            self.last = now
 
 
 def split_scored(result):

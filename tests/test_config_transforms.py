@@ -3,17 +3,14 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import LabelConfig, resolve
-from pipelines.label import (
-    beam_options,
-    plan_sizes,
-    planned_workers,
-    resolve_threads,
-)
+from pipelines.local_workers import beam_options, local_env, worker_env
+from pipelines.plan import plan_sizes, planned_workers, resolve_threads
 from pipelines.transforms import isolate, stable_bucket, unique_by_id
 
 
@@ -84,22 +81,17 @@ def test_planned_workers_read_from_the_runner_options():
 def test_torch_threads_share_the_cores_between_worker_processes(monkeypatch):
     """Torch's default (every core in every process) would oversubscribe the cores wherever a
     runner starts several SDK processes per machine; --threads always wins."""
-    monkeypatch.setattr("pipelines.label.usable_cores", lambda: 8)
+    monkeypatch.setattr("pipelines.plan.usable_cores", lambda: 8)
 
-    def threads(*flags, **settings):
-        return resolve_threads(LabelConfig(output="o", **settings), PipelineOptions(list(flags)))
+    def threads(*flags, environ=None, **settings):
+        opts = PipelineOptions(list(flags))
+        return resolve_threads(LabelConfig(output="o", **settings), opts, environ or {})
 
     assert threads() == (None, "torch default")
     local = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
-    monkeypatch.setenv("OMP_WAIT_POLICY", "unset below, restored after the test")
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    monkeypatch.setenv("PIPELINE_OPTIONS_FILE", "the user's")  # beam_options writes none
     assert threads(*local) == (8, "8 cores in each of 2 local workers, waiting passively")
-    beam_options(local)  # sets the passive wait policy the workers inherit
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
-    monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # spinning threads: cores shared out
-    assert threads(*local) == (4, "8 cores / 2 local workers")
-    assert beam_options(local) and os.environ["OMP_WAIT_POLICY"] == "active"
+    spinning = {"OMP_WAIT_POLICY": "active"}  # the user's policy: cores shared out
+    assert threads(*local, environ=spinning) == (4, "8 cores / 2 local workers")
     assert threads(*local, threads=3) == (3, "--threads")
     assert threads(*local, device="cuda")[0] is None
     assert threads("--direct_running_mode=multi_threading", "--direct_num_workers=16")[0] == 1
@@ -108,6 +100,29 @@ def test_torch_threads_share_the_cores_between_worker_processes(monkeypatch):
     one = [*dataflow, "--experiments=no_use_multiple_sdk_containers"]
     assert threads(*one)[0] is None
     assert threads("--runner=FlinkRunner") == (None, "torch default")
+
+
+def test_local_workers_get_their_environment_for_one_run_only(monkeypatch):
+    """What local worker processes inherit is set for the run and the caller's environment is
+    restored after it; values the caller set win; other runners get nothing."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("PIPELINE_OPTIONS_FILE", raising=False)
+    local = beam_options(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert worker_env(local, {}) == {"OMP_WAIT_POLICY": "PASSIVE", "PIPELINE_OPTIONS_FILE": ""}
+    assert worker_env(local, {"OMP_WAIT_POLICY": "active", "PIPELINE_OPTIONS_FILE": "x"}) == {}
+    assert worker_env(beam_options([]), {}) == {}
+    assert worker_env(beam_options(["--runner=PortableRunner"]), {}) == {}
+    with local_env(local) as env:
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        options = json.loads(Path(os.environ["PIPELINE_OPTIONS_FILE"]).read_text())["options"]
+        assert options["default_sdk_harness_log_level"] == "WARNING"
+        path = env["PIPELINE_OPTIONS_FILE"]
+    assert "OMP_WAIT_POLICY" not in os.environ and "PIPELINE_OPTIONS_FILE" not in os.environ
+    assert not Path(path).exists()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")
+    with local_env(local):
+        assert os.environ["OMP_WAIT_POLICY"] == "active"
+    assert os.environ["OMP_WAIT_POLICY"] == "active"
 
 
 def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):
@@ -121,14 +136,14 @@ def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("lacy").addHandler(handler)
     try:
-        assert plan_sizes(cfg, [str(f)])["groups"] == 3
+        assert plan_sizes(cfg, [str(f)]).groups == 3
         assert not warned
-        assert plan_sizes(cfg, [str(f)], workers=2)["groups"] == 3
+        assert plan_sizes(cfg, [str(f)], workers=2).groups == 3
         assert "--group_chars 75000 would give each worker two" in warned[0]
-        assert plan_sizes(cfg, [str(f)], workers=100)["groups"] == 3
+        assert plan_sizes(cfg, [str(f)], workers=100).groups == 3
         assert "--group_chars 8192 " in warned[1]
         f.write_text("x" * 1000)
-        assert plan_sizes(cfg, [str(f)])["groups"] == 1
+        assert plan_sizes(cfg, [str(f)]).groups == 1
         assert len(warned) == 2  # one process: nothing to spread
     finally:
         logging.getLogger("lacy").removeHandler(handler)

@@ -1,7 +1,6 @@
 """The CPU linear-kernel choice: resolution rules, a reversible swap, and losses that match the
 plain model's within the scoring tolerance."""
 
-import os
 import platform
 
 import numpy as np
@@ -10,9 +9,12 @@ import torch
 
 from lacy_labels.kernels import (
     CACHE_CAPACITY_ENV,
+    bound_primitive_caches,
+    emulated_on_cpu,
     onednn_available,
     resolve_linear_kernel,
     set_linear_kernel,
+    warn_if_emulated,
 )
 from lacy_labels.scoring import Scorer
 from lacy_labels.tokens import encode_batch
@@ -32,11 +34,11 @@ def test_resolution_rules():
         resolve_linear_kernel("onednn", "cuda", "float32")
 
 
-@needs_onednn
-def test_onednn_cache_bounds_are_set():
-    assert onednn_available()
-    for name in CACHE_CAPACITY_ENV:
-        assert os.environ.get(name)  # set (or kept) before oneDNN's first primitive
+def test_onednn_cache_bounds_are_set_and_a_value_already_there_wins():
+    env = {"LRU_CACHE_CAPACITY": "64"}
+    got = bound_primitive_caches(env)
+    assert got == {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16", "LRU_CACHE_CAPACITY": "64"} == env
+    assert set(got) == set(CACHE_CAPACITY_ENV)
 
 
 @needs_onednn
@@ -84,3 +86,16 @@ def test_private_onednn_op_still_works_on_the_pinned_torch():
     MKL quietly when it is gone or disagrees; this test makes that change loud instead (scoring
     would lose ~1.25x on AMD CPUs)."""
     assert onednn_available(), "torch.ops.mkldnn._linear_pointwise is missing or disagrees"
+
+
+def test_reduced_precision_without_native_instructions_warns_once(caplog):
+    avx2, bf16 = frozenset({"avx2", "fma"}), frozenset({"avx2", "avx512f", "avx512_bf16"})
+    assert emulated_on_cpu("bfloat16", avx2) and emulated_on_cpu("float16", bf16)
+    assert not emulated_on_cpu("bfloat16", bf16) and not emulated_on_cpu("float32", avx2)
+    assert not emulated_on_cpu("bfloat16", frozenset())  # flags unknown: no claim
+    assert not warn_if_emulated("bfloat16", "cuda", avx2)
+    with caplog.at_level("WARNING", logger="lacy"):
+        assert warn_if_emulated("bfloat16", "cpu", avx2)
+        assert warn_if_emulated("bfloat16", "cpu", avx2)
+    lines = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
+    assert len(lines) == 1 and "--dtype float32" in lines[0]

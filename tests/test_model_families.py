@@ -8,7 +8,7 @@ import torch
 import transformers
 
 from lacy_labels.reference import load_reference
-from lacy_labels.scoring import ScoreConfig, Scorer
+from lacy_labels.scoring import ScoreConfig, Scorer, forward_losses
 
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 FAMILIES = {
@@ -39,10 +39,7 @@ def save_tiny(path, family, smol_tok):
 
 
 def own_losses(ref, seq):
-    with torch.inference_mode():
-        ids = torch.from_numpy(seq)[None]
-        lp = torch.log_softmax(ref.model(input_ids=ids).logits[0].float(), dim=-1)
-        return -lp[:-1].gather(1, ids[0, 1:, None])[:, 0].numpy()
+    return forward_losses(ref.model, seq).numpy()
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -1,21 +1,24 @@
 """The Beam pipeline end to end: real spaCy, the real tokenizer, the real (or a tiny local)
 reference model, real runners, real Parquet."""
 
+import gzip
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench.common import free_port
 from lacy_labels.schema import SCHEMA, read_metadata, validate_table
 from pipelines import label
-from pipelines.label import usable_cores
 from pipelines.outputs import read_rejects
+from pipelines.plan import usable_cores
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +124,19 @@ def hostile_records(tmp_path):
     (tmp_path / "in/hostile.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (tmp_path / "in/bad.txt").write_bytes(b"\xff\xfe not utf-8")
     (tmp_path / "in/corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
-    return len(lines) + 2
+    kept = write_truncated_gz(tmp_path / "in/cut.jsonl.gz")
+    return len(lines) + 2 + len(kept) + 1
+
+
+def write_truncated_gz(path) -> list[str]:
+    """A .jsonl.gz cut off halfway (a broken download); returns the ids of the whole lines
+    before the cut."""
+    texts = [f"Record {i} of the cut file was written in Berlin in {1900 + i}." for i in range(40)]
+    body = "".join(json.dumps({"id": f"cut{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    data = gzip.compress(body.encode())[: len(gzip.compress(body.encode())) // 2]
+    path.write_bytes(data)
+    seen = zlib.decompressobj(31).decompress(data).decode("utf-8", "ignore")
+    return [f"cut{i}" for i in range(seen.count("\n"))]
 
 
 def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
@@ -152,8 +167,12 @@ def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
         "bad": "invalid_utf8",
         "corrupt.parquet#-1": "malformed_record",
         "hostile.jsonl#16": "malformed_record",
+        "cut.jsonl.gz#-1": "truncated_file",
     }
     rows = {r["id"]: r for r in table.to_pylist()}
+    assert sorted(k for k in rows if k.startswith("cut")) == sorted(
+        write_truncated_gz(tmp_path / "x.gz")
+    )
     assert rows["dup"]["text"] == "First copy in Paris."
     assert rows["ctrl"]["text"] == "NUL  and  bell  and   in Oslo"
     assert len(rows["doc300k"]["input_ids"]) > 60_000
@@ -179,7 +198,7 @@ def test_same_rows_across_runs_runners_and_worker_counts(
         tmp_path / "c", *common, "--direct_running_mode=multi_processing", "--direct_num_workers=2"
     )
     saved = json.loads((tmp_path / "c/config.json").read_text())
-    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # what the workers inherited
+    assert "OMP_WAIT_POLICY" not in os.environ  # the workers' environment was for the run only
     assert saved["settings"]["threads"] == usable_cores()
     assert saved["plan"]["threads_from"].endswith("2 local workers, waiting passively")
     _, d, _ = run(  # worker threads share one spaCy (under a lock) and one model
@@ -195,12 +214,6 @@ def test_same_rows_across_runs_runners_and_worker_counts(
     names = sorted(p.name for p in (tmp_path / "a/data").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "c/data").iterdir())
     assert names == ["train-00000-of-00001.parquet"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port, proc, timeout=60):

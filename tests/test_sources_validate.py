@@ -103,3 +103,18 @@ def test_duplicates_first_by_source_and_index_wins():
         ("f1", 9, "duplicate_id"),
         ("f2", 0, "duplicate_id"),
     ]
+
+
+def test_truncated_gzip_keeps_the_records_before_the_cut_and_says_so(tmp_path):
+    from tests.test_pipeline import write_truncated_gz
+
+    kept = write_truncated_gz(tmp_path / "cut.jsonl.gz")
+    assert 5 < len(kept) < 40
+    raws = list(read_file(str(tmp_path / "cut.jsonl.gz")))
+    assert [r["id"] for r in raws[:-1]] == kept
+    assert raws[-1]["reason"] == "truncated_file" and "truncated" in raws[-1]["error"]
+    reject = validate(raws[-1])
+    assert reject.reason == "truncated_file" and "the records before the cut" in reject.detail
+    txt = gzip.compress(b"one document, cut off" * 400)
+    (tmp_path / "cut.txt.gz").write_bytes(txt[: len(txt) // 2])
+    assert [r["reason"] for r in read_file(str(tmp_path / "cut.txt.gz"))] == ["truncated_file"]

@@ -9,17 +9,26 @@ import ipaddress
 import json
 import os
 import re
-import socket
 import ssl
 import subprocess
 import sys
 import threading
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_trainer import small_cfg
 
-from trainer.data import SequenceLoader, ShardError, data_url, iter_sequences, shard_files
+from bench.common import free_port
+from trainer.data import (
+    SequenceLoader,
+    ShardError,
+    data_url,
+    iter_documents,
+    iter_sequences,
+    shard_files,
+)
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -112,6 +121,40 @@ def https_root(certificate, shards, monkeypatch):
     server.server_close()
 
 
+@pytest.fixture
+def big_shards(shards, tmp_path):
+    """The labelled output's rows four times over in one shard of several row groups: past the
+    64 KiB that pyarrow reads from a file's end at once (its first read then starts mid-file)."""
+    table = pq.read_table(next((shards / "data").glob("*.parquet")))
+    out = tmp_path / "big" / "data"
+    out.mkdir(parents=True)
+    pq.write_table(
+        pa.concat_tables([table] * 4), out / "train-00000-of-00001.parquet", row_group_size=16
+    )
+    assert (out / "train-00000-of-00001.parquet").stat().st_size > 1 << 17
+    return out.parent
+
+
+@pytest.fixture
+def plain_http_root(big_shards, certificate, monkeypatch):
+    """A labelled output served by the standard library's `http.server` as it is (no range
+    requests: the first thing people try)."""
+    shards = big_shards
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # fsspec caches its filesystem
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = lambda *a, **kw: Quiet(*a, directory=str(shards.parent), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{shards.name}"
+    server.shutdown()
+    server.server_close()
+
+
 def first_batches(data, n=3):
     loader = SequenceLoader(data, seq_len=32, batch_size=4, eot_id=0)
     return [loader.next_batch() for _ in range(n)]
@@ -123,6 +166,20 @@ def same_batches(a, b):
         for x, y in zip(a, b)
         for k in ("input_ids", "targets", "delegate", "is_fact", "ref_loss")
     )
+
+
+def test_a_server_without_range_requests_is_read_whole_with_one_warning(
+    plain_http_root, big_shards, tmp_path, caplog
+):
+    from trainer.train import Trainer
+
+    many = 2 * sum(len(d[0]) for d in iter_documents(shard_files(big_shards))) // (4 * 32)
+    with caplog.at_level("WARNING", logger="lacy"):  # two passes over the shard
+        assert same_batches(first_batches(plain_http_root, many), first_batches(big_shards, many))
+    warned = [r for r in caplog.records if "ignores HTTP range requests" in r.getMessage()]
+    assert len(warned) == 1 and plain_http_root in warned[0].getMessage()
+    hist = Trainer(small_cfg(plain_http_root, tmp_path / "ck", max_steps=2)).fit()
+    assert len(hist) == 2 and np.isfinite(hist[-1]["loss"])
 
 
 def test_training_from_an_https_url(https_root, shards, tmp_path):
@@ -166,12 +223,6 @@ def test_hub_ids_and_local_paths():
 
 
 # -- data-parallel training ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 TRAIN_ARGS = [

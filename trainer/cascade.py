@@ -3,7 +3,7 @@
 model (default: the shipped SmolLM2, same tokenizer) continues until a word boundary.
 
     python -m trainer.cascade --small CKPT [--large PATH] (--prompt TEXT | --eval DIR)
-        [--call-budget 0.22]
+        [--call_budget 0.22]
 
 --prompt prints the text with delegated spans marked ⟦like this⟧ and a JSON line of spans.
 --eval runs a teacher-forced evaluation on held-out shards: at each position the cascade's
@@ -14,16 +14,18 @@ slm_fact_accuracy, cascade_fact_accuracy, cascade_accuracy, large_fact_accuracy 
 
 from __future__ import annotations
 
-import argparse
 import bisect
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from trainer.evaluate import batches
+from lacy_labels import cli
+from lacy_labels.cli import setting
+from trainer.data import eval_batches
 from trainer.model import call_id, load_checkpoint, separator_id
 
 
@@ -42,9 +44,9 @@ class RunningQuantile:
 
 
 def load_large(path: str | None):
-    from lacy_labels.reference import load_reference
+    from lacy_labels.reference import DEFAULT_MODEL, load_reference
 
-    ref = load_reference(path or "smollm2")
+    ref = load_reference(path or DEFAULT_MODEL)
     return ref.model, ref.tokenizer
 
 
@@ -132,8 +134,8 @@ def teacher_forced(
     call = call_id(tok)
     eot = separator_id(tok)
     p_calls, slm_ok, large_ok, facts, unsure = [], [], [], [], []
-    for bi, (ids, _dele, fact, _loss) in enumerate(batches(data, seq_len, eot, 8, max_sequences)):
-        x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])
+    for bi, b in enumerate(eval_batches(data, seq_len, eot, 8, max_sequences)):
+        x, y = torch.from_numpy(b.input_ids), torch.from_numpy(b.targets)
         logits = small(input_ids=x).logits.float()
         p_calls.append(torch.softmax(logits, -1)[..., call].numpy().ravel())
         logits[..., call] = float("-inf")
@@ -147,7 +149,7 @@ def teacher_forced(
             if large_cache is not None:
                 large_cache[bi] = lp
         large_ok.append((lp == y.numpy()).ravel())
-        facts.append(fact[:, 1:].ravel())
+        facts.append(b.is_fact.ravel())
     if not p_calls:
         raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
     p, s, g, f, u = (np.concatenate(a) for a in (p_calls, slm_ok, large_ok, facts, unsure))
@@ -179,22 +181,24 @@ def _cascade(score, slm_ok, large_ok, fact, budget: float) -> dict:
     }
 
 
+@dataclass
+class CascadeConfig:
+    small: str = setting(help="the SLM's checkpoint folder")
+    large: str | None = setting(None, "the large model: folder or .gguf (default: SmolLM2)")
+    prompt: str | None = setting(None, "generate from this prompt (or --eval)")
+    eval: str | None = setting(None, "teacher-forced evaluation on these held-out shards")
+    call_budget: float = setting(0.22, "share of positions handed to the large model")
+    max_new_tokens: int = setting(40, "tokens to generate after --prompt")
+    max_sequences: int = setting(16, "sequences evaluated with --eval")
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(
-        prog="python -m trainer.cascade",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--small", required=True)
-    ap.add_argument("--large", default=None, help="model folder or .gguf (default: SmolLM2)")
-    what = ap.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt")
-    what.add_argument("--eval")
-    ap.add_argument("--call-budget", type=float, default=0.22)
-    ap.add_argument("--max-new-tokens", type=int, default=40)
-    ap.add_argument("--max-sequences", type=int, default=16)
-    args = ap.parse_args(argv)
+    args, _ = cli.parse(CascadeConfig, argv, "lacy-cascade", __doc__)
+    if (args.prompt is None) == (args.eval is None):
+        cli.build_parser(CascadeConfig, "lacy-cascade", __doc__).error(
+            "give one of --prompt and --eval"
+        )
     small, tok = load_checkpoint(args.small)
     large, _ = load_large(args.large)
     if args.prompt is not None:

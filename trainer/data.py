@@ -8,7 +8,11 @@ at a time through the filesystem's file objects (range reads: never a whole shar
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +21,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 NEEDED = ("input_ids", "delegate", "is_fact", "ref_loss")
+NO_RANGES = "support range requests"  # in fsspec's error for such a server
+log = logging.getLogger("lacy")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -32,14 +38,23 @@ class Batch:
     is_fact: np.ndarray  # bool [B, T]
     ref_loss: np.ndarray  # float32 [B, T] (NaN where undefined)
 
+    @classmethod
+    def from_windows(cls, rows: list[tuple[np.ndarray, ...]]) -> Batch:
+        """Windows of seq_len + 1 (ids, delegate, is_fact, ref_loss) -> inputs and the targets
+        they predict: the per-token columns describe the target, position t is token t + 1."""
+        ids, dele, fact, loss = (np.stack(c) for c in zip(*rows))
+        return cls(ids[:, :-1], ids[:, 1:], dele[:, 1:], fact[:, 1:], loss[:, 1:])
 
-@dataclass(frozen=True)
+
+@dataclass
 class Shards:
-    """Shard paths on one fsspec filesystem."""
+    """Shard paths on one fsspec filesystem; `whole_file` once its server turned out to ignore
+    range requests (then every shard is streamed whole)."""
 
     fs: object
     paths: list[str]
     source: str
+    whole_file: bool = False
 
     def url(self, path: str) -> str:
         return self.fs.unstrip_protocol(path)
@@ -78,6 +93,8 @@ def check_shard(f, name: str) -> pq.ParquetFile:
     try:
         pf = pq.ParquetFile(f)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for broken files
+        if NO_RANGES in str(e):
+            raise _NoRanges from None
         raise ShardError(f"{name}: not a readable Parquet file ({e})") from None
     missing = [c for c in NEEDED if c not in pf.schema_arrow.names]
     if missing:
@@ -85,18 +102,52 @@ def check_shard(f, name: str) -> pq.ParquetFile:
     return pf
 
 
-def iter_documents(shards: Shards) -> Iterator[tuple[np.ndarray, ...]]:
-    """(ids, delegate, is_fact, ref_loss) per document, streamed batch by batch."""
-    for path in shards.paths:
-        name = shards.url(path)
+class _NoRanges(Exception):
+    """The server answered a range request with the whole file (fsspec refuses to go on)."""
+
+
+@contextlib.contextmanager
+def open_shard(shards: Shards, path: str) -> Iterator[pq.ParquetFile]:
+    """One shard for reading: by range requests (the footer, then one row group at a time), or,
+    from a server that ignores them (Python's `http.server`, some proxies), streamed whole into
+    a temporary file first, with one warning per data source."""
+    name = shards.url(path)
+    if not shards.whole_file:
         try:
             f = shards.fs.open(path, "rb")
         except OSError as e:
             raise ShardError(f"{name}: cannot open ({e})") from None
         with f:
-            pf = check_shard(f, name)
+            try:
+                pf = check_shard(f, name)
+            except _NoRanges:
+                pf = None
+            if pf is not None:
+                yield pf
+                return
+        shards.whole_file = True
+        log.warning(
+            "%s: the server ignores HTTP range requests; every shard is downloaded whole into a "
+            "temporary file before it is read (serve the folder from an object store or a "
+            "server with range support to read it row group by row group)",
+            shards.source,
+        )
+    with tempfile.TemporaryFile(prefix="lacy-shard-") as tmp:
+        try:
+            with shards.fs.open(path, "rb", block_size=0) as stream:
+                shutil.copyfileobj(stream, tmp, 1 << 20)
+        except OSError as e:
+            raise ShardError(f"{name}: cannot download ({e})") from None
+        tmp.seek(0)
+        yield check_shard(tmp, name)
+
+
+def iter_documents(shards: Shards) -> Iterator[tuple[np.ndarray, ...]]:
+    """(ids, delegate, is_fact, ref_loss) per document, streamed batch by batch."""
+    for path in shards.paths:
+        with open_shard(shards, path) as pf:
             for batch in pf.iter_batches(batch_size=256, columns=list(NEEDED)):
-                yield from _batch_documents(batch, name)
+                yield from _batch_documents(batch, shards.url(path))
 
 
 def _batch_documents(batch, name: str) -> Iterator[tuple[np.ndarray, ...]]:
@@ -140,6 +191,22 @@ def iter_sequences(
             return
 
 
+def eval_batches(
+    data, seq_len: int, eot: int, batch_size: int, max_sequences: int | None = None
+) -> Iterator[Batch]:
+    """One pass over held-out shards in batches (the last one may be smaller), no looping."""
+    rows = []
+    for i, row in enumerate(iter_sequences(data, seq_len, eot, loop=False)):
+        if max_sequences is not None and i >= max_sequences:
+            break
+        rows.append(row)
+        if len(rows) == batch_size:
+            yield Batch.from_windows(rows)
+            rows = []
+    if rows:
+        yield Batch.from_windows(rows)
+
+
 class SequenceLoader:
     """Micro-batches of sequences for one rank, with a resumable position.
 
@@ -175,8 +242,7 @@ class SequenceLoader:
             self._skip(self.batch_size)
         rows = [next(self.stream) for _ in range(self.batch_size)]
         self.position += self.batch_size
-        ids, dele, fact, loss = (np.stack(c) for c in zip(*rows))
-        return Batch(ids[:, :-1], ids[:, 1:], dele[:, 1:], fact[:, 1:], loss[:, 1:])
+        return Batch.from_windows(rows)
 
     def align(self, position: int) -> None:
         """Skip ahead to a global position (after a step, every rank agrees on it)."""

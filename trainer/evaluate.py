@@ -1,6 +1,6 @@
 """Evaluate a trained SLM against labelled shards.
 
-    python -m trainer.evaluate --model CKPT --data DIR [--max-sequences N]
+    python -m trainer.evaluate --model CKPT --data DIR [--max_sequences N]
 
 Prints one JSON object: call_precision / call_recall (the SLM's <CALL> argmax against the
 `delegate` labels), call_rate, nll (non-<CALL> targets, <CALL> excluded from the softmax) and
@@ -9,30 +9,18 @@ fact_leakage (with the <CALL> logit at minus infinity, top-1 accuracy on delegat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from trainer.data import iter_sequences
+from lacy_labels import cli
+from lacy_labels.cli import setting
+from trainer.data import eval_batches
 from trainer.model import call_id, load_checkpoint, separator_id
 from trainer.objectives import nll_without_call
-
-
-def batches(data, seq_len: int, eot: int, batch_size: int, max_sequences: int | None):
-    rows = []
-    for i, row in enumerate(iter_sequences(data, seq_len, eot, loop=False)):
-        if max_sequences is not None and i >= max_sequences:
-            break
-        rows.append(row)
-        if len(rows) == batch_size:
-            yield [np.stack(c) for c in zip(*rows)]
-            rows = []
-    if rows:
-        yield [np.stack(c) for c in zip(*rows)]
 
 
 @torch.inference_mode()
@@ -43,9 +31,8 @@ def evaluate(
     eot = separator_id(tok)
     tp = pred_n = label_n = n = 0
     nll_sum = nll_n = leak_hit = 0.0
-    for ids, dele, _fact, _loss in batches(data, seq_len, eot, batch_size, max_sequences):
-        x, y = torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:])
-        d = torch.from_numpy(dele[:, 1:])
+    for b in eval_batches(data, seq_len, eot, batch_size, max_sequences):
+        x, y, d = (torch.from_numpy(a) for a in (b.input_ids, b.targets, b.delegate))
         logits = model(input_ids=x).logits.float()
         pred_call = logits.argmax(-1) == call
         tp += int((pred_call & d).sum())
@@ -68,19 +55,18 @@ def evaluate(
     }
 
 
+@dataclass
+class EvalConfig:
+    model: str = setting(help="checkpoint folder (trainer output)")
+    data: str = setting(help="held-out labelled output (folder or URL)")
+    seq_len: int = setting(128, "tokens per evaluation sequence")
+    batch_size: int = setting(8, "sequences per forward")
+    max_sequences: int | None = setting(None, "stop after this many sequences")
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(
-        prog="python -m trainer.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--max-sequences", type=int, default=None)
-    args = ap.parse_args(argv)
+    args, _ = cli.parse(EvalConfig, argv, "lacy-eval", __doc__)
     model, tok = load_checkpoint(args.model)
     print(
         json.dumps(

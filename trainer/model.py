@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lacy_labels.reference import DEFAULT_MODEL
+
 CALL_TOKEN = "<CALL>"
 
 PRESETS = {
@@ -18,7 +20,7 @@ PRESETS = {
 }
 
 
-def load_slm_tokenizer(reference_model: str = "smollm2", cache_dir=None):
+def load_slm_tokenizer(reference_model: str = DEFAULT_MODEL, cache_dir=None):
     """The reference tokenizer with `<CALL>` added as a special token (id = old vocab size)."""
     from lacy_labels.reference import load_tokenizer, resolve_model_dir
 

@@ -1,12 +1,12 @@
 """Train an SLM on labelled shards with a <CALL> objective.
 
     python -m trainer.train --data DIR_OR_URL --output CKPT --objective NAME [--preset tiny]
-        [--max-steps N | --token-budget N] [--global-batch-tokens N] [--seed S] [--resume]
+        [--max_steps N | --token_budget N] [--global_batch_tokens N] [--seed S] [--resume]
     torchrun --nproc_per_node N -m trainer.train ...   (data-parallel: gloo on CPU, NCCL on CUDA)
 
 --data is a labelled output folder, any fsspec URL (gs://, s3://, hf://datasets/ORG/NAME,
-https://) or a Hub dataset id. Each optimizer step covers --global-batch-tokens tokens (default
-one micro-batch of --batch-size sequences per rank): micro-batches are dealt round-robin to the
+https://) or a Hub dataset id. Each optimizer step covers --global_batch_tokens tokens (default
+one micro-batch of --batch_size sequences per rank): micro-batches are dealt round-robin to the
 ranks and gradients accumulated, so a run with N processes takes the same steps as one process
 with the same global batch. One rank writes checkpoints, metrics and the progress bar.
 
@@ -21,7 +21,6 @@ AdamW is fused; on CPU everything stays fp32.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -36,40 +35,64 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from lacy_labels import cli
+from lacy_labels.cli import setting
+from lacy_labels.reference import DEFAULT_MODEL
 from trainer.data import SequenceLoader
-from trainer.model import build_model, call_id, load_slm_tokenizer, separator_id
+from trainer.model import PRESETS, build_model, call_id, load_slm_tokenizer, separator_id
 from trainer.objectives import OBJECTIVES, compute_loss
 
 STATE_FILE = "training_state.pt"
+AMP = ("auto", "bf16", "none")
 
 
 @dataclass
 class TrainConfig:
-    data: str
-    output: str
-    objective: str = "lacy"
-    preset: str = "tiny"
-    max_steps: int | None = None
-    token_budget: int | None = None
-    seed: int = 0
-    resume: bool = False
-    stop_after: int | None = None  # steps in this invocation (preemptible jobs); then --resume
-    seq_len: int = 128
-    batch_size: int = 8  # sequences per micro-batch, per rank
-    global_batch_tokens: int | None = None  # per optimizer step, all ranks (default: no accum)
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    fraction: float | None = None
-    device: str = "cpu"
-    dtype: str = "float32"
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, none on CPU
-    log_every: int = 10
-    save_every: int = 0
-    reference_model: str = "smollm2"
-    progress: bool = True
+    data: str = setting(
+        help="labelled output: a folder, an fsspec URL (gs://, s3://, hf://datasets/ORG/NAME, "
+        "https://) or a Hub dataset id ORG/NAME"
+    )
+    output: str = setting(help="checkpoint folder")
+    objective: str = setting("lacy", "training objective", choices=OBJECTIVES)
+    preset: str = setting("tiny", "model size", choices=tuple(PRESETS))
+    max_steps: int | None = setting(None, "optimizer steps (or --token_budget)")
+    token_budget: int | None = setting(
+        None, "targets that receive a ground-truth gradient (or --max_steps)"
+    )
+    seed: int = setting(0, "seed of the weights, data order and selection")
+    resume: bool = setting(False, "continue from the checkpoint's training_state.pt")
+    stop_after: int | None = setting(
+        None, "train at most N steps in this invocation, checkpoint, and exit (--resume goes on)"
+    )
+    seq_len: int = setting(128, "tokens per training sequence")
+    batch_size: int = setting(8, "sequences per micro-batch, per rank")
+    global_batch_tokens: int | None = setting(
+        None, "tokens per optimizer step over all ranks (gradient accumulation fills it)"
+    )
+    lr: float = setting(3e-3, "peak learning rate")
+    min_lr_ratio: float = setting(0.1, "final learning rate / peak (cosine decay)")
+    warmup_steps: int = setting(20, "linear warmup steps")
+    weight_decay: float = setting(0.1, "AdamW weight decay (not on norms and biases)")
+    grad_clip: float = setting(1.0, "gradient norm clip")
+    fraction: float | None = setting(
+        None, "online/rho selection fraction (defaults: lacy-online 0.6, loss-online 0.15, rho 0.6)"
+    )
+    device: str = setting("cpu", "cpu or cuda (one GPU per torchrun rank)")
+    dtype: str = setting("float32", "parameter dtype (keep float32 with --amp)")
+    amp: str = setting(
+        "auto", "autocast of the forward: auto = bf16 on CUDA, none on CPU", choices=AMP
+    )
+    log_every: int = setting(10, "steps between metrics.jsonl lines")
+    save_every: int = setting(0, "steps between checkpoints (0: at the end only)")
+    reference_model: str = setting(DEFAULT_MODEL, "the labels' reference model (its tokenizer)")
+    progress: bool = setting(True, "progress bar on stderr")
+
+    def validate(self) -> TrainConfig:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}")
+        if bool(self.max_steps) == bool(self.token_budget):
+            raise ValueError("give one of --max_steps and --token_budget")
+        return self
 
     def step_tokens(self, world: int = 1) -> int:
         return self.global_batch_tokens or self.batch_size * self.seq_len * world
@@ -139,11 +162,7 @@ def seed_everything(seed: int) -> None:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
-        if cfg.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {cfg.objective!r}")
-        if not (cfg.max_steps or cfg.token_budget):
-            raise ValueError("give --max-steps or --token-budget")
-        self.cfg = cfg
+        self.cfg = cfg.validate()
         self.dist, self.device = init_distributed(cfg.device)
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
@@ -325,66 +344,11 @@ def _progress(cfg: TrainConfig):
 
 
 def parse_args(argv=None) -> TrainConfig:
-    ap = argparse.ArgumentParser(
-        prog="python -m trainer.train",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument(
-        "--data",
-        required=True,
-        help="labelled output: a folder, an fsspec URL (gs://, s3://, hf://datasets/ORG/NAME, "
-        "https://) or a Hub dataset id ORG/NAME",
-    )
-    ap.add_argument("--output", required=True, help="checkpoint folder")
-    ap.add_argument("--objective", required=True, choices=OBJECTIVES)
-    ap.add_argument("--preset", default="tiny", choices=("tiny", "small", "paper-334m"))
-    budget = ap.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--max-steps", type=int)
-    budget.add_argument("--token-budget", type=int, help="ground-truth-gradient targets")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument(
-        "--stop-after",
-        type=int,
-        default=None,
-        help="train at most N steps in this invocation, checkpoint, and exit (--resume goes on)",
-    )
-    for name in ("seq_len", "batch_size", "warmup_steps", "log_every", "save_every"):
-        ap.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=TrainConfig.__dataclass_fields__[name].default,
-        )
-    for name in ("lr", "min_lr_ratio", "weight_decay", "grad_clip"):
-        ap.add_argument(
-            "--" + name.replace("_", "-"),
-            type=float,
-            default=TrainConfig.__dataclass_fields__[name].default,
-        )
-    ap.add_argument(
-        "--fraction",
-        type=float,
-        default=None,
-        help="online/rho selection fraction (defaults: 0.6, 0.15, 0.6)",
-    )
-    ap.add_argument(
-        "--global-batch-tokens",
-        type=int,
-        default=None,
-        help="tokens per optimizer step over all ranks (gradient accumulation fills it)",
-    )
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (one GPU per torchrun rank)")
-    ap.add_argument("--dtype", default="float32", help="parameter dtype (keep fp32 with --amp)")
-    ap.add_argument(
-        "--amp",
-        default="auto",
-        choices=("auto", "bf16", "none"),
-        help="autocast of the forward: auto = bf16 on CUDA, none on CPU",
-    )
-    ap.add_argument("--reference-model", default="smollm2")
-    ap.add_argument("--no-progress", dest="progress", action="store_false")
-    return TrainConfig(**vars(ap.parse_args(argv)))
+    cfg, _ = cli.parse(TrainConfig, argv, "lacy-train", __doc__)
+    try:
+        return cfg.validate()
+    except ValueError as e:
+        cli.build_parser(TrainConfig, "lacy-train", __doc__).error(str(e))
 
 
 def main(argv=None) -> int:
