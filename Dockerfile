@@ -8,7 +8,7 @@
 FROM apache/beam_python3.11_sdk:2.77.0
 WORKDIR /opt/lacy
 ENV HF_HUB_OFFLINE=1 LACY_CACHE=/opt/lacy-cache TOKENIZERS_PARALLELISM=false
-COPY requirements.txt requirements-assets.txt pyproject.toml setup.py README.md ./
+COPY requirements.txt requirements-assets.txt pyproject.toml setup.py README.md LICENSE ./
 COPY docker docker
 COPY lacy_labels lacy_labels
 COPY pipelines pipelines

@@ -10,7 +10,7 @@ LABEL_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps label test lint
+.PHONY: setup system-deps label test lint docs
 
 $(STAMP): requirements.txt requirements-assets.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ test: setup system-deps
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# Regenerate the reference tables in README.md and docs/*.md from the code.
+docs: setup
+	$(BIN)/python docs/generate.py

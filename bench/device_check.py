@@ -1,14 +1,14 @@
 """The accelerator check: reference-model scoring and SLM training on a GPU, in one short run
 that needs only torch, transformers, pyarrow and numpy (no Beam, spaCy or gguf, no network).
 
-    bench/device_check.sh [--device cuda] [--tiny] [--budget-s 420]
+    bench/device_check.sh [--device cuda] [--tiny] [--budget_s 420]
 
 Scoring uses a SmolLM2-shaped model with random weights (bench/assets/smollm2-shape: the
 converted config and tokenizer; throughput needs only the architecture) on documents whose token
 counts are those of the shipped Wikipedia leads (random ids). For fp32 and bf16 it reports the
 batched Scorer's tokens/s, the naive per-document loop on the same device, speedup_vs_naive, MFU
 against a bf16 matmul measured in the same run, and how many CPU cores of the grammar stage one
-device's scoring rate needs (--grammar-tokens-per-core, measured on CPU with bench/grammar.py).
+device's scoring rate needs (--grammar_tokens_per_core, measured on CPU with bench/grammar.py).
 The trainer runs the `small` and `paper-334m` presets on synthetic shards for tokens/s.
 Label agreement of bf16 with fp32 needs the real weights: bench/scoring.py --dtype bfloat16
 measures it on CPU. Writes bench/results/device_check-<device>.json and .md; each section is

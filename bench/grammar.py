@@ -1,6 +1,6 @@
 """Grammar-stage throughput: spaCy alone vs spaCy + tokenization + alignment + record building.
 
-python bench/grammar.py --docs 300
+python -m bench.grammar --docs 300
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """End-to-end pipeline throughput vs the stage bound and a naive loop, plus 4x scaling.
 
-    python bench/pipeline.py --docs 100
+    python -m bench.pipeline --docs 100
 
 e2e: `python -m pipelines.label` on N shipped leads (a subprocess, default local runner; its
 wall time includes worker model loading). stage bound: 1 / (1/g + 1/s) from the grammar stage
@@ -8,7 +8,7 @@ and the scoring stage run alone in this process on the same documents. naive: `n
 one forward per document of the plain model (torch's default kernels);
 naive_same_kernel repeats it with the pipeline's linear kernel (lacy_labels.kernels), so the gain
 of the pipeline's structure can be told apart from the gain of the kernel choice.
-scale_4x_time_ratio: pipeline time for 4N docs / time for N. With --workers-docs M (e.g. 300):
+scale_4x_time_ratio: pipeline time for 4N docs / time for N. With --workers_docs M (e.g. 300):
 M docs in the default single process and with two local worker processes
 (--direct_running_mode=multi_processing --direct_num_workers=2; torch threads shared out by the
 job): two_workers_speedup.

@@ -2,7 +2,7 @@
 kept apart), train `tiny` SLMs with several objectives under an equal ground-truth-gradient
 budget and several seeds, and evaluate each in cascade with SmolLM2 at a 22% call budget.
 
-    python bench/replicate.py [--train-docs 600] [--eval-docs 40] [--budget 120000] [--seeds 3]
+    python -m bench.replicate [--train_docs 600] [--eval_docs 40] [--budget 120000] [--seeds 3]
 
 Writes DIR/replication.md (table) and DIR/replication.png (mean +/- std per objective) and
 prints its figures as one JSON object on the last line.

@@ -2,11 +2,11 @@
 reference model, so that it measures the job (spaCy, plumbing, shuffles, memory) rather than
 SmolLM2.
 
-    python bench/scale.py --docs 500 --factor 5 [--beam-args "--direct_running_mode=..."]
+    python -m bench.scale --docs 500 --factor 5 [--beam_args "--direct_running_mode=..."]
 
 Documents: the shipped leads (repeated with new ids past 10,033). Model: a randomly initialised
 two-layer Llama with SmolLM2's tokenizer, saved as a local folder for --reference_model. Shards
-hold --shard-chars characters (256 KiB by default), so that at both sizes the data spans many
+hold --shard_chars characters (256 KiB by default), so that at both sizes the data spans many
 shards, as it does at scale (with the 8 MiB default, a few thousand leads are one shard that one
 worker holds whole while it writes it). Each run
 is a `python -m pipelines.label` subprocess; its driver's and its workers' peak RSS are sampled

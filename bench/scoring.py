@@ -1,13 +1,13 @@
 """Reference-model scoring throughput: the batched Scorer vs a naive per-document loop, on the
 same documents in the same run, with MFU against this machine's measured fp32 matmul rate.
 
-    python bench/scoring.py --docs 100 [--device cuda] [--linear-kernel auto|onednn|torch]
-        [--long-doc-tokens 50000] [--dtype bfloat16]
+    python -m bench.scoring --docs 100 [--device cuda] [--linear_kernel auto|onednn|torch]
+        [--long_doc_tokens 50000] [--dtype bfloat16]
 
 The naive loop is the plain model as transformers loads it (torch's default kernels);
 naive_same_kernel_tokens_per_s repeats it with the Scorer's kernel, so the gain from batching
 alone can be told apart from the gain from the kernel choice. long_doc_cost_ratio: seconds per
-token of one long document (the leads' tokens repeated to --long-doc-tokens, scored with the
+token of one long document (the leads' tokens repeated to --long_doc_tokens, scored with the
 default window and context) over seconds per token of the leads. With --dtype other than float32
 the same documents are also scored in fp32 (fp32_tokens_per_s) and compared: max_abs_loss_diff,
 mean_abs_loss_diff and delegate_agreement (the share of tokens whose lacy `delegate` flag, each

@@ -1,7 +1,7 @@
 """Training throughput: one process against two data-parallel processes (torchrun, gloo) at the
 same global batch, for the `tiny` and `small` presets.
 
-    python bench/trainer.py --docs 300 --steps 8
+    python -m bench.trainer --docs 300 --steps 8
 
 Shards: N shipped leads tokenized with the reference tokenizer, with random labels (the trainer's
 speed does not depend on them). One process uses every core through torch threads; two

@@ -10,19 +10,22 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-REASONS = (
-    "malformed_record",  # the reader could not parse it (bad JSON, unreadable file, ...)
-    "truncated_file",  # a compressed file cut off before its end (records before the cut kept)
-    "invalid_utf8",
-    "missing_text",
-    "text_not_string",
-    "empty_text",
-    "lone_surrogate",
-    "bad_id",
-    "too_long",
-    "duplicate_id",
-    "processing_error",  # a later stage failed on this document
-)
+REASON_DOCS = {
+    "malformed_record": "the reader could not parse it (bad JSON, not a JSON object, an "
+    "unreadable file: then one reject for the file, index -1)",
+    "truncated_file": "a compressed file cut off before its end (a broken download); the records "
+    "before the cut are kept, this one reject (index -1) stands for the rest",
+    "invalid_utf8": "the bytes are not UTF-8",
+    "missing_text": "no text field",
+    "text_not_string": "the text field is not a string",
+    "empty_text": "empty or whitespace-only text",
+    "lone_surrogate": "the text holds an unpaired UTF-16 surrogate",
+    "bad_id": "the id is not a string or an integer, or holds a lone surrogate",
+    "too_long": "longer than --max_chars characters",
+    "duplicate_id": "another document has this id: the first by (source file, index) keeps it",
+    "processing_error": "a later stage failed on this document (the rest of its group is kept)",
+}
+REASONS = tuple(REASON_DOCS)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # C0/C1 control characters other than tab, newline and carriage return (NUL included).

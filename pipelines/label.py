@@ -129,6 +129,7 @@ def _log_to_stderr() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models load from local paths only
     _log_to_stderr()
     try:
         s = run(argv)

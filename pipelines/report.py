@@ -11,10 +11,13 @@ import base64
 import html
 import io
 import sys
+from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from lacy_labels import cli
+from lacy_labels.cli import setting
 from pipelines.outputs import DATA_DIR, read_json, write_bytes
 from pipelines.stats import COUNT_KEYS, SHARE_KEYS
 
@@ -152,7 +155,17 @@ def write_report(out_dir: str, n_samples: int = 10) -> str:
     return path
 
 
+@dataclass
+class ReportConfig:
+    folder: str = setting(help="a labelled output folder", positional=True)
+    samples: int = setting(10, "sample documents shown")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _ = cli.parse(ReportConfig, argv, "lacy-report", "Rewrite report.html of an output.")
+    print(write_report(args.folder, args.samples))
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipelines.report DIR")
-    print(write_report(sys.argv[1]))
+    sys.exit(main())
