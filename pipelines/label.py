@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lacy_labels.kernels import bound_primitive_caches
-from pipelines import outputs
+from pipelines import dataflow, outputs
 from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
 from pipelines.graph import build
@@ -45,6 +45,9 @@ def run(argv: list[str] | None = None) -> dict:
         log.info("torch threads per worker: %d (%s)", threads, why)
         cfg = dataclasses.replace(cfg, threads=threads)
     result, wall = run_job(cfg, beam_args, opts, why)
+    if dataflow.is_dry_run(opts):  # nothing ran: no stats, card or report to make
+        path = dataflow.write_job_description(result, cfg.output)
+        return {"output": cfg.output.rstrip("/"), "dry_run": path}
     return finish(cfg, wall) | {
         "output": cfg.output.rstrip("/"),
         "report": cfg.report,
@@ -137,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = s["output"]
+    if "dry_run" in s:
+        print(f"dry run: nothing ran; wrote the Dataflow job description to {s['dry_run']}")
+        return 0
     print(
         f"labelled {s['documents_out']} of {s['documents_in']} documents "
         f"({s['documents_rejected']} rejected), {s['tokens']} tokens, "
