@@ -120,6 +120,36 @@ def _render(tok, ids, spans, offset):
     return marked, char_spans
 
 
+def _slm_scores(small, call: int, b) -> dict[str, np.ndarray]:
+    """Per target of one batch: the SLM's <CALL> probability, whether its best non-<CALL> token
+    is right, and its uncertainty (1 - its top probability without <CALL>)."""
+    x, y = torch.from_numpy(b.input_ids), torch.from_numpy(b.targets)
+    logits = small(input_ids=x).logits.float()
+    p_call = torch.softmax(logits, -1)[..., call]
+    logits[..., call] = float("-inf")
+    return {
+        "p_call": p_call.numpy().ravel(),
+        "slm_ok": (logits.argmax(-1) == y).numpy().ravel(),
+        "unsure": (1 - torch.softmax(logits, -1).max(-1).values).numpy().ravel(),
+    }
+
+
+@torch.inference_mode()
+def slm_positions(small, tok, data, seq_len: int = 128, max_sequences: int | None = None) -> dict:
+    """`_slm_scores` over held-out shards, with the shards' `is_fact` and `delegate` of each
+    target: one array per name, aligned position by position."""
+    call, eot = call_id(tok), separator_id(tok)
+    parts: dict[str, list] = {}
+    for b in eval_batches(data, seq_len, eot, 8, max_sequences):
+        scores = _slm_scores(small, call, b)
+        scores |= {"is_fact": b.is_fact.ravel(), "delegate": b.delegate.ravel()}
+        for k, v in scores.items():
+            parts.setdefault(k, []).append(v)
+    if not parts:
+        raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
 @torch.inference_mode()
 def teacher_forced(
     small,
@@ -133,26 +163,23 @@ def teacher_forced(
 ) -> dict:
     call = call_id(tok)
     eot = separator_id(tok)
-    p_calls, slm_ok, large_ok, facts, unsure = [], [], [], [], []
+    parts: dict[str, list] = {}
     for bi, b in enumerate(eval_batches(data, seq_len, eot, 8, max_sequences)):
-        x, y = torch.from_numpy(b.input_ids), torch.from_numpy(b.targets)
-        logits = small(input_ids=x).logits.float()
-        p_calls.append(torch.softmax(logits, -1)[..., call].numpy().ravel())
-        logits[..., call] = float("-inf")
-        slm_ok.append((logits.argmax(-1) == y).numpy().ravel())
-        # the uncertainty baseline's score: 1 - the SLM's top probability without <CALL>
-        unsure.append((1 - torch.softmax(logits, -1).max(-1).values).numpy().ravel())
+        scores = _slm_scores(small, call, b)
         if large_cache is not None and bi in large_cache:
             lp = large_cache[bi]
         else:
-            lp = large(input_ids=x).logits.argmax(-1).numpy()
+            lp = large(input_ids=torch.from_numpy(b.input_ids)).logits.argmax(-1).numpy()
             if large_cache is not None:
                 large_cache[bi] = lp
-        large_ok.append((lp == y.numpy()).ravel())
-        facts.append(b.is_fact.ravel())
-    if not p_calls:
+        scores |= {"large_ok": (lp == b.targets).ravel(), "fact": b.is_fact.ravel()}
+        for k, v in scores.items():
+            parts.setdefault(k, []).append(v)
+    if not parts:
         raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
-    p, s, g, f, u = (np.concatenate(a) for a in (p_calls, slm_ok, large_ok, facts, unsure))
+    p, s, g, f, u = (
+        np.concatenate(parts[k]) for k in ("p_call", "slm_ok", "large_ok", "fact", "unsure")
+    )
     ours, base = _cascade(p, s, g, f, budget), _cascade(u, s, g, f, budget)
     return {
         "slm_fact_accuracy": round(float(s[f].mean()), 4),
@@ -167,11 +194,17 @@ def teacher_forced(
     }
 
 
-def _cascade(score, slm_ok, large_ok, fact, budget: float) -> dict:
-    """Call the large model on the top `budget` share of positions by `score`."""
+def calls_at_budget(score: np.ndarray, budget: float) -> np.ndarray:
+    """Boolean per position: the top `budget` share of positions by `score` (ties by order)."""
     k = max(1, int(round(budget * len(score))))
     calls = np.zeros(len(score), dtype=bool)
     calls[np.argsort(-score, kind="stable")[:k]] = True
+    return calls
+
+
+def _cascade(score, slm_ok, large_ok, fact, budget: float) -> dict:
+    """Call the large model on the top `budget` share of positions by `score`."""
+    calls = calls_at_budget(score, budget)
     ok = np.where(calls, large_ok, slm_ok)
     return {
         "cascade_fact_accuracy": round(float(ok[fact].mean()), 4),

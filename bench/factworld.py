@@ -1,0 +1,495 @@
+"""A fact world where the truth is known: do LaCy labels teach an SLM when to delegate?
+
+    python -m bench.factworld [--world bench/assets/factworld.json] [--budget 50000] [--seeds 3]
+
+Invented people get attribute values (drawn once per person) and biographies built from
+templates; `{a|b|c}` in a template is a harmless choice drawn afresh at every use: wording that
+states no fact and that no model can predict either. Facts about held-out people are truly
+unpredictable, and the generator knows exactly which characters are values and which are
+choices. The real pipeline labels the training biographies (spaCy fact proxy, reference-model
+losses, the rules), the real trainer trains SLMs on the shards, the real cascade code scores
+them, and the evaluation uses the generator's spans, not spaCy:
+
+- oracle cascade, teacher-forced, at a call budget equal to the value-token share and at 22%: a
+  called position counts as right (a database that knows the world answers it), otherwise the
+  SLM's top non-<CALL> token must be: value accuracy, and where the calls land (values,
+  choices, elsewhere); the same for each SLM's uncertainty baseline;
+- generation (FactScore in this world): the held-out biography up to a value is the prompt; a
+  call is answered with the true value; a stated value is right if it is the true one and a
+  hallucination if it is another value of that attribute.
+
+Writes factworld.md and factworld.png under --results and prints one JSON object last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+
+import numpy as np
+
+from bench.common import cpu_name, emit
+from lacy_labels import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_WORLD = os.path.join(ROOT, "bench", "assets", "factworld.json")
+OTHER, VALUE, CHOICE = 0, 1, 2
+KINDS = {"value": VALUE, "choice": CHOICE}
+FIELD = re.compile(r"\{([^{}]*)\}")
+OBJECTIVES = ("lacy", "loss", "loss-online", "rho", "standard")
+
+# -- the world ------------------------------------------------------------------------------
+
+
+def load_world(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        world = json.load(f)
+    need = {"seed", "people", "held_out", "bios_per_person", "first_names", "last_names"}
+    need |= {"attributes", "templates", "filler"}
+    missing = need - set(world)
+    if missing:
+        raise ValueError(f"{path}: missing keys {sorted(missing)}")
+    if set(world["templates"]) != set(world["attributes"]):
+        raise ValueError(f"{path}: every attribute needs templates, and only attributes")
+    if world["people"] > len(world["first_names"]) * len(world["last_names"]):
+        raise ValueError(f"{path}: fewer distinct names than people")
+    return world
+
+
+def attribute_values(spec) -> list[str]:
+    """An attribute's possible values: a list, or {"range": [first, last]} of integers."""
+    if isinstance(spec, dict):
+        lo, hi = spec["range"]
+        return [str(v) for v in range(lo, hi + 1)]
+    return list(spec)
+
+
+def render(template: str, name: str, value: str | None, attr: str | None, rng: random.Random):
+    """(text, spans) of one template: `{name}`, `{value}` and `{a|b|c}` (a choice drawn now).
+    A span is (start, end, kind, attribute) in characters, kind "value" or "choice"."""
+    text, spans, at = "", [], 0
+    for m in FIELD.finditer(template):
+        text += template[at : m.start()]
+        field = m[1]
+        if field == "name":
+            piece, kind = name, None
+        elif field == "value":
+            piece, kind = value, "value"
+        else:
+            piece, kind = rng.choice(field.split("|")), "choice"
+        if kind:
+            spans.append(
+                (len(text), len(text) + len(piece), kind, attr if kind == "value" else None)
+            )
+        text += piece
+        at = m.end()
+    return text + template[at:], spans
+
+
+def make_people(world: dict) -> list[dict]:
+    rng = random.Random(world["seed"])
+    names = [f"{f} {last}" for f in world["first_names"] for last in world["last_names"]]
+    names = rng.sample(names, world["people"])
+    values = {a: attribute_values(s) for a, s in world["attributes"].items()}
+    return [{"name": n, "facts": {a: rng.choice(v) for a, v in values.items()}} for n in names]
+
+
+def biography(person: dict, world: dict, rng: random.Random) -> tuple[str, list]:
+    """Every attribute stated once (template and order drawn here) among fillers."""
+    parts = [(a, rng.choice(world["templates"][a])) for a in world["attributes"]]
+    parts += [(None, rng.choice(world["filler"])) for _ in range(world.get("fillers_per_bio", 3))]
+    rng.shuffle(parts)
+    text, spans = "", []
+    for attr, template in parts:
+        value = person["facts"].get(attr) if attr else None
+        piece, piece_spans = render(template, person["name"], value, attr, rng)
+        start = len(text) + (1 if text else 0)
+        text += (" " if text else "") + piece
+        spans += [(s + start, e + start, k, a) for s, e, k, a in piece_spans]
+    return text, spans
+
+
+def build_corpus(world: dict) -> dict:
+    """Training and held-out documents ({"id", "text"}), the spans of each, the people."""
+    people = make_people(world)
+    rng = random.Random(world["seed"] + 1)
+    split = len(people) - world["held_out"]
+    docs, spans = {"train": [], "heldout": []}, {}
+    for i, person in enumerate(people):
+        part = "train" if i < split else "heldout"
+        for j in range(world["bios_per_person"]):
+            text, s = biography(person, world, rng)
+            doc_id = f"p{i:05d}-b{j}"
+            docs[part].append({"id": doc_id, "text": text})
+            spans[doc_id] = s
+    return {"docs": docs, "spans": spans, "people": people, "split": split}
+
+
+# -- labels ---------------------------------------------------------------------------------
+
+
+def label(docs: list[dict], out: str, extra: list[str]) -> dict:
+    from pipelines import label as pipeline
+
+    src = out + ".jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    args = ["--input", src, "--output", out, "--overwrite", "--report", "false", *extra]
+    return pipeline.run(args)
+
+
+def token_classes(char_start, char_end, spans) -> np.ndarray:
+    """OTHER, VALUE or CHOICE per token: the kind of span its characters overlap (a value wins)."""
+    cls = np.zeros(len(char_start), dtype=np.int8)
+    start, end = np.asarray(char_start), np.asarray(char_end)
+    for kind in ("choice", "value"):  # values last: they win where both overlap
+        for s, e, k, _ in spans:
+            if k == kind:
+                cls[(start < e) & (end > s)] = KINDS[kind]
+    return cls
+
+
+def read_rows(out_dir: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for name in sorted(os.listdir(f"{out_dir}/data")):
+        rows += pq.read_table(f"{out_dir}/data/{name}").to_pylist()
+    return rows
+
+
+def label_profile(out_dir: str, spans: dict) -> dict:
+    """Mean reference loss and the share delegated, on value, choice and other tokens."""
+    loss, dele, cls = [], [], []
+    for r in read_rows(out_dir):
+        loss.append(np.array(r["ref_loss"], dtype=np.float64))
+        dele.append(np.array(r["delegate"], dtype=bool))
+        cls.append(token_classes(r["char_start"], r["char_end"], spans[r["id"]]))
+    loss, dele, cls = (np.concatenate(a) for a in (loss, dele, cls))
+    out = {}
+    for name, k in (("value", VALUE), ("choice", CHOICE), ("other", OTHER)):
+        m = cls == k
+        out[f"{name}_tokens"] = int(m.sum())
+        out[f"{name}_mean_ref_loss"] = round(float(np.nanmean(loss[m])), 3)
+        out[f"{name}_delegated"] = round(float(dele[m].mean()), 4)
+    out["delegated_share"] = round(float(dele.mean()), 4)
+    return out
+
+
+def eval_shards(out_dir: str, spans: dict, dest: str) -> None:
+    """The held-out shards with the generator's truth in the columns the trainer's reader
+    carries: `is_fact` = value token, `delegate` = choice token."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = read_rows(out_dir)
+    classes = [token_classes(r["char_start"], r["char_end"], spans[r["id"]]) for r in rows]
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "input_ids": [r["input_ids"] for r in rows],
+            "is_fact": [(c == VALUE).tolist() for c in classes],
+            "delegate": [(c == CHOICE).tolist() for c in classes],
+            "ref_loss": [r["ref_loss"] for r in rows],
+        }
+    )
+    os.makedirs(f"{dest}/data", exist_ok=True)
+    pq.write_table(table, f"{dest}/data/train-00000-of-00001.parquet")
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+
+def oracle(score: np.ndarray, slm_ok: np.ndarray, cls: np.ndarray, budget: float) -> dict:
+    """Calls on the top `budget` share of positions by `score` are right (an oracle answers);
+    elsewhere the SLM must be. Value accuracy and where the calls land."""
+    from trainer.cascade import calls_at_budget
+
+    calls = calls_at_budget(score, budget)
+    ok = calls | slm_ok
+    n = max(int(calls.sum()), 1)
+    return {
+        "value_accuracy": round(float(ok[cls == VALUE].mean()), 4),
+        "calls_on_values": round(float((calls & (cls == VALUE)).sum() / n), 4),
+        "calls_on_choices": round(float((calls & (cls == CHOICE)).sum() / n), 4),
+        "calls_elsewhere": round(float((calls & (cls == OTHER)).sum() / n), 4),
+    }
+
+
+def threshold_at(score: np.ndarray, budget: float) -> float:
+    """The score at or above which `budget` of the positions lie (as `calls_at_budget`)."""
+    k = max(1, int(round(budget * len(score))))
+    return float(np.sort(score)[::-1][k - 1])
+
+
+def prompts(corpus: dict, world: dict, people: int | None) -> list[dict]:
+    """For held-out people (their first biography): the text up to each value, the truth, and
+    the attribute's other values."""
+    values = {a: attribute_values(s) for a, s in world["attributes"].items()}
+    held = [d for d in corpus["docs"]["heldout"] if d["id"].endswith("-b0")][:people]
+    out = []
+    for d in held:
+        for s, _, kind, attr in corpus["spans"][d["id"]]:
+            if kind == "value":
+                truth = d["text"][s : corpus_end(corpus, d["id"], s)]
+                out.append(
+                    {"prompt": d["text"][:s].rstrip(" "), "truth": truth, "values": values[attr]}
+                )
+    return out
+
+
+def corpus_end(corpus: dict, doc_id: str, start: int) -> int:
+    return next(e for s, e, k, _ in corpus["spans"][doc_id] if s == start and k == "value")
+
+
+def stated_value(text: str, values: list[str]) -> str | None:
+    """The attribute value the generated text starts with (the longest), if any."""
+    text = text.strip()
+    found = [v for v in values if text.startswith(v) and not text[len(v) : len(v) + 1].isalnum()]
+    return max(found, key=len) if found else None
+
+
+def generation(model, tok, items: list[dict], max_new_tokens: int = 8) -> list[dict]:
+    """Per prompt: the SLM's <CALL> probability and uncertainty at the value's first position,
+    and the value its greedy continuation (without <CALL>) states."""
+    import torch
+
+    from trainer.model import call_id, separator_id
+
+    call, eot = call_id(tok), separator_id(tok)
+    out = []
+    with torch.inference_mode():
+        for it in items:
+            ids = torch.tensor([[eot, *tok(it["prompt"], add_special_tokens=False)["input_ids"]]])
+            res = model(input_ids=ids, use_cache=True)
+            logits, cache = res.logits[0, -1].float(), res.cache
+            p_call = float(torch.softmax(logits, -1)[call])
+            gen = []
+            for step in range(max_new_tokens):
+                logits[call] = float("-inf")
+                if step == 0:
+                    unsure = float(1 - torch.softmax(logits, -1).max())
+                nxt = int(logits.argmax())
+                if nxt == eot:
+                    break
+                gen.append(nxt)
+                res = model(input_ids=torch.tensor([[nxt]]), cache=cache, use_cache=True)
+                logits, cache = res.logits[0, -1].float(), res.cache
+            stated = stated_value(tok.decode(gen), it["values"])
+            out.append({"p_call": p_call, "unsure": unsure, "stated": stated, "truth": it["truth"]})
+    return out
+
+
+def factscore(gen: list[dict], score_key: str, threshold: float) -> dict:
+    """FactScore = right / (right + hallucinated); a call (score >= threshold) is right."""
+    right = halluc = calls = 0
+    for g in gen:
+        if g[score_key] >= threshold:
+            calls += 1
+            right += 1
+        elif g["stated"] == g["truth"]:
+            right += 1
+        elif g["stated"] is not None:
+            halluc += 1
+    n = max(len(gen), 1)
+    return {
+        "factscore": round(right / max(right + halluc, 1), 4),
+        "hallucinated": halluc,
+        "right": right,
+        "call_rate": round(calls / n, 4),
+        "no_value_rate": round((n - right - halluc) / n, 4),  # neither called nor stated one
+    }
+
+
+def evaluate(model, tok, heldout: str, items: list[dict], budgets: dict, seq_len: int) -> dict:
+    from trainer.cascade import slm_positions
+
+    pos = slm_positions(model, tok, heldout, seq_len)
+    cls = np.where(pos["is_fact"], VALUE, np.where(pos["delegate"], CHOICE, OTHER))
+    ok = pos["slm_ok"]
+    r = {"slm_value_accuracy": round(float(ok[cls == VALUE].mean()), 4)}
+    for tag, b in budgets.items():
+        r |= {f"{k}@{tag}": v for k, v in oracle(pos["p_call"], ok, cls, b).items()}
+        r |= {f"uncertainty_{k}@{tag}": v for k, v in oracle(pos["unsure"], ok, cls, b).items()}
+    gen = generation(model, tok, items)
+    b = budgets["values"]
+    r |= {
+        f"gen_{k}": v for k, v in factscore(gen, "p_call", threshold_at(pos["p_call"], b)).items()
+    }
+    thr_u = threshold_at(pos["unsure"], b)
+    r |= {f"gen_uncertainty_{k}": v for k, v in factscore(gen, "unsure", thr_u).items()}
+    r["slm_alone_factscore"] = factscore(gen, "p_call", float("inf"))["factscore"]
+    return r
+
+
+# -- the run --------------------------------------------------------------------------------
+
+HEADLINE = (
+    "value_accuracy@values",
+    "uncertainty_value_accuracy@values",
+    "calls_on_values@values",
+    "calls_on_choices@values",
+    "value_accuracy@22%",
+    "uncertainty_value_accuracy@22%",
+    "calls_on_choices@22%",
+    "gen_factscore",
+    "gen_call_rate",
+    "gen_no_value_rate",
+    "gen_uncertainty_factscore",
+    "slm_value_accuracy",
+)
+
+
+def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: float) -> dict:
+    from trainer.train import TrainConfig, Trainer
+
+    results: dict = {}
+    for obj in args.objectives.split(","):
+        for seed in range(args.seeds):
+            cfg = TrainConfig(
+                data=data["loss"] if obj == "loss" else data["lacy"],
+                output=f"{args.out}/ckpt-{obj}-{seed}",
+                objective="lacy" if obj == "loss" else obj,
+                token_budget=args.budget,
+                seed=seed,
+                fraction=share if obj == "loss-online" else None,
+                reference_model=args.reference_model,
+                progress=False,
+                log_every=50,
+            )
+            trainer = Trainer(cfg)
+            trainer.fit()
+            trainer.model.eval()
+            r = evaluate(trainer.model, trainer.tok, heldout, items, budgets, cfg.seq_len)
+            results.setdefault(obj, []).append(r | {"steps": trainer.step})
+            print(obj, seed, json.dumps(r), flush=True)
+    return results
+
+
+def summarize(results: dict) -> dict:
+    return {
+        obj: {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
+              for k in runs[0]}
+        for obj, runs in results.items()
+    }  # fmt: skip
+
+
+def write_results(path: str, summary: dict, profile: dict, meta: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipelines.report import png_bytes
+
+    lines = [
+        f"Fact world ({meta['world']}): {meta['train_docs']} training and {meta['heldout_docs']} "
+        f"held-out biographies, budget {meta['budget']} ground-truth targets, {meta['seeds']} "
+        f"seeds, tiny SLMs, oracle cascade. Value-token share {meta['value_share']:.3f}; "
+        f"reference loss on values {profile['value_mean_ref_loss']} nats, on choices "
+        f"{profile['choice_mean_ref_loss']}. {meta['cpu']}, {meta['date']}, "
+        f"{meta['total_time_s']:.0f} s in all.",
+        "",
+        "| objective | " + " | ".join(HEADLINE) + " |",
+        "|---" * (len(HEADLINE) + 1) + "|",
+    ]
+    for obj, ms in summary.items():
+        lines.append(
+            f"| {obj} | " + " | ".join(f"{ms[k][0]:.3f} ± {ms[k][1]:.3f}" for k in HEADLINE) + " |"
+        )
+    lines += ["", "Labels (training biographies): " + json.dumps(meta["labels"])]
+    with open(f"{path}.md", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    names = list(summary)
+    bars = (("value_accuracy@values", "#e0502a"), ("uncertainty_value_accuracy@values", "#999999"),
+            ("gen_factscore", "#2a6fdb"))  # fmt: skip
+    for j, (metric, color) in enumerate(bars):
+        ax.bar([i + 0.27 * j for i in range(len(names))], [summary[n][metric][0] for n in names],
+               0.27, yerr=[summary[n][metric][1] for n in names], capsize=3, color=color,
+               label=metric)  # fmt: skip
+    ax.set_xticks([i + 0.27 for i in range(len(names))], names)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    with open(f"{path}.png", "wb") as f:
+        f.write(png_bytes(fig, dpi=100))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = cli.ArgParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--world", default=DEFAULT_WORLD)
+    ap.add_argument("--budget", type=int, default=50_000, help="ground-truth-gradient targets")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--objectives", default=",".join(OBJECTIVES))
+    ap.add_argument("--reference_model", default="smollm2")
+    ap.add_argument("--eval_people", type=int, default=None, help="held-out people prompted")
+    ap.add_argument("--out", default=None, help="work folder (labels, checkpoints)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    args.out = args.out or tempfile.mkdtemp(prefix="lacy-factworld-")
+    os.makedirs(args.out, exist_ok=True)
+    world = load_world(args.world)
+    corpus = build_corpus(world)
+    ref = ["--reference_model", args.reference_model]
+    lacy = label(corpus["docs"]["train"], f"{args.out}/train-lacy", ref)
+    share = lacy["delegated_share"]
+    label(corpus["docs"]["train"], f"{args.out}/train-loss", [*ref, "--rule", "loss",
+          "--loss_fraction", str(share)])  # fmt: skip
+    label(corpus["docs"]["heldout"], f"{args.out}/heldout-labelled", ref)
+    eval_shards(f"{args.out}/heldout-labelled", corpus["spans"], f"{args.out}/heldout")
+    profile = label_profile(f"{args.out}/train-lacy", corpus["spans"])
+    loss_profile = label_profile(f"{args.out}/train-loss", corpus["spans"])
+    held = label_profile(f"{args.out}/heldout-labelled", corpus["spans"])
+    value_share = held["value_tokens"] / sum(
+        held[f"{k}_tokens"] for k in ("value", "choice", "other")
+    )
+    losses = {k: profile[f"{k}_mean_ref_loss"] for k in ("value", "choice", "other")}
+    print(f"mean reference loss (nats) on training tokens: {losses}", flush=True)
+    t_label = time.time() - t0
+    items = prompts(corpus, world, args.eval_people)
+    budgets = {"values": value_share, "22%": 0.22}
+    data = {"lacy": f"{args.out}/train-lacy", "loss": f"{args.out}/train-loss"}
+    results = train_and_evaluate(args, data, f"{args.out}/heldout", items, budgets, share)
+    summary = summarize(results)
+    meta = {
+        "world": os.path.relpath(args.world, ROOT) if args.world.startswith(ROOT) else args.world,
+        "train_docs": len(corpus["docs"]["train"]),
+        "heldout_docs": len(corpus["docs"]["heldout"]),
+        "budget": args.budget,
+        "seeds": args.seeds,
+        "value_share": value_share,
+        "cpu": cpu_name(),
+        "date": time.strftime("%Y-%m-%d"),
+        "total_time_s": time.time() - t0,
+        "labels": {"lacy": profile, "loss": loss_profile},
+    }
+    os.makedirs(args.results, exist_ok=True)
+    write_results(os.path.join(args.results, "factworld"), summary, profile, meta)
+    figures = {
+        "out": args.out,
+        "label_time_s": round(t_label, 1),
+        "total_time_s": round(time.time() - t0, 1),
+        "value_share": round(value_share, 4),
+        "value_mean_ref_loss": profile["value_mean_ref_loss"],
+        "choice_mean_ref_loss": profile["choice_mean_ref_loss"],
+        "lacy_delegated_share": share,
+        "fact_share": lacy["fact_share"],
+        "lacy_threshold": lacy["threshold"],
+        "lacy_choice_delegated": profile["choice_delegated"],
+        "loss_choice_delegated": loss_profile["choice_delegated"],
+        "lacy_value_delegated": profile["value_delegated"],
+        "loss_value_delegated": loss_profile["value_delegated"],
+        **{f"{obj}_{k}": round(ms[k][0], 4) for obj, ms in summary.items() for k in HEADLINE},
+    }
+    emit(figures)
+    return {"summary": summary, "figures": figures, "results": results}
+
+
+if __name__ == "__main__":
+    main()

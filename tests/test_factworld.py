@@ -1,0 +1,94 @@
+"""The fact world: span bookkeeping, the metrics against hand-computed values, and a tiny world
+run end to end through the real pipeline, trainer and cascade code."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from bench import factworld as fw
+
+
+def test_render_records_exact_value_and_choice_spans():
+    rng = random.Random(0)
+    text, spans = fw.render(
+        "{name} {grew up|was raised} in {value}.", "Ada Byron", "Lyon", "city", rng
+    )
+    assert text in ("Ada Byron grew up in Lyon.", "Ada Byron was raised in Lyon.")
+    (cs, ce, ck, _), (vs, ve, vk, va) = spans
+    assert ck == "choice" and text[cs:ce] in ("grew up", "was raised")
+    assert (vk, va, text[vs:ve]) == ("value", "city", "Lyon")
+
+
+def test_biographies_state_every_attribute_once_among_fillers():
+    world = fw.load_world(fw.DEFAULT_WORLD) | {"people": 30, "held_out": 10}
+    corpus = fw.build_corpus(world)
+    assert len(corpus["docs"]["train"]) == 20 * world["bios_per_person"]
+    person = corpus["people"][0]
+    for j in range(world["bios_per_person"]):
+        doc = corpus["docs"]["train"][j]
+        values = [
+            (doc["text"][s:e], a) for s, e, k, a in corpus["spans"][doc["id"]] if k == "value"
+        ]
+        assert sorted(a for _, a in values) == sorted(world["attributes"])
+        assert all(person["facts"][a] == v for v, a in values)
+        assert (
+            doc["text"].count(person["name"]) == len(world["attributes"]) + world["fillers_per_bio"]
+        )
+    bios = [d["text"] for d in corpus["docs"]["train"][:2]]
+    assert bios[0] != bios[1]  # templates, order and choices drawn per biography
+
+
+def test_token_classes_follow_character_overlap():
+    # "Ada was born in Lyon." tokens: "Ada", " was", " born", " in", " Lyon", "."
+    start, end = [0, 3, 7, 12, 15, 20], [3, 7, 12, 15, 20, 21]
+    spans = [(16, 20, "value", "city"), (4, 12, "choice", None)]
+    assert fw.token_classes(start, end, spans).tolist() == [0, 2, 2, 0, 1, 0]
+
+
+def test_oracle_metrics_by_hand():
+    score = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.0])
+    slm_ok = np.array([False, False, True, False, False, True])
+    cls = np.array([1, 2, 1, 1, 0, 0])
+    r = fw.oracle(score, slm_ok, cls, budget=0.5)  # calls on positions 0, 1, 3
+    assert r == {"value_accuracy": 1.0, "calls_on_values": 0.6667, "calls_on_choices": 0.3333,
+                 "calls_elsewhere": 0.0}  # fmt: skip
+    r = fw.oracle(score, slm_ok, cls, budget=1 / 6)  # calls on position 0 only
+    assert r["value_accuracy"] == round(2 / 3, 4) and r["calls_on_values"] == 1.0
+    assert fw.threshold_at(score, 0.5) == 0.7
+
+
+def test_factscore_by_hand():
+    gen = [
+        {"p_call": 0.9, "stated": "Porto", "truth": "Lyon"},  # called: right
+        {"p_call": 0.1, "stated": "Lyon", "truth": "Lyon"},  # right
+        {"p_call": 0.2, "stated": "Porto", "truth": "Lyon"},  # hallucinated
+        {"p_call": 0.3, "stated": None, "truth": "Lyon"},  # states no value
+    ]
+    assert fw.factscore(gen, "p_call", 0.5) == {"factscore": round(2 / 3, 4), "hallucinated": 1,
+                                                "right": 2, "call_rate": 0.25,
+                                                "no_value_rate": 0.25}  # fmt: skip
+    assert fw.stated_value(" Lyonnais cuisine", ["Lyon"]) is None
+    assert fw.stated_value(" 1934. She", ["193", "1934"]) == "1934"
+
+
+@pytest.mark.slow
+def test_a_tiny_world_end_to_end(tmp_path, tiny_model_dir):
+    world = fw.load_world(fw.DEFAULT_WORLD) | {"people": 24, "held_out": 6, "bios_per_person": 1}
+    (tmp_path / "world.json").write_text(json.dumps(world))
+    out = fw.main([
+        "--world", str(tmp_path / "world.json"), "--budget", "1500", "--seeds", "1",
+        "--objectives", "lacy,loss,standard", "--reference_model", str(tiny_model_dir),
+        "--out", str(tmp_path / "work"), "--results", str(tmp_path / "results"),
+    ])  # fmt: skip
+    assert sorted(out["results"]) == ["lacy", "loss", "standard"]
+    for runs in out["results"].values():
+        r = runs[0]
+        assert 0 <= r["value_accuracy@values"] <= 1 and 0 <= r["gen_factscore"] <= 1
+        calls = r["calls_on_values@22%"] + r["calls_on_choices@22%"] + r["calls_elsewhere@22%"]
+        assert calls == pytest.approx(1, abs=2e-4)
+    f = out["figures"]
+    assert 0 < f["value_share"] < 0.5
+    assert (tmp_path / "results/factworld.md").read_text().count("\n| ") == 4  # header + 3 rows
+    assert (tmp_path / "results/factworld.png").stat().st_size > 1000
