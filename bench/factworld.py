@@ -76,7 +76,7 @@ def render(template: str, name: str, value: str | None, attr: str | None, rng: r
         text += template[at : m.start()]
         field = m[1]
         if field == "name":
-            piece, kind = name, None
+            piece, kind = name, "name"
         elif field == "value":
             piece, kind = value, "value"
         else:
@@ -327,6 +327,46 @@ def evaluate(model, tok, heldout: str, items: list[dict], budgets: dict, seq_len
     return r
 
 
+# -- why: where the calls of trained SLMs land, names apart ------------------------------------
+
+NAME_FIRST, NAME_AGAIN = 3, 4
+WHERE = {VALUE: "values", CHOICE: "choices", NAME_FIRST: "first_name_mentions",
+         NAME_AGAIN: "repeated_names", OTHER: "other"}  # fmt: skip
+
+
+def stream_classes(heldout_labelled: str, spans: dict) -> np.ndarray:
+    """Per target position of the held-out stream (documents in shard order, a separator after
+    each, as trainer.data reads them): value, choice, first or repeated name mention, other."""
+    parts = []
+    for r in read_rows(heldout_labelled):
+        cls = token_classes(r["char_start"], r["char_end"], spans[r["id"]]).astype(np.int8)
+        start, end = np.asarray(r["char_start"]), np.asarray(r["char_end"])
+        names = [(s, e) for s, e, k, _ in spans[r["id"]] if k == "name"]
+        for i, (s, e) in enumerate(names):
+            hit = (start < e) & (end > s) & (cls == OTHER)
+            cls[hit] = NAME_FIRST if i == 0 else NAME_AGAIN
+        parts += [cls, np.array([OTHER], dtype=np.int8)]
+    return np.concatenate(parts)[1:]
+
+
+def diagnose(work: str, world_path: str, budget: float, seq_len: int = 128) -> dict:
+    """For each checkpoint in `work`: where its calls land at `budget`, names told apart."""
+    from trainer.cascade import calls_at_budget, slm_positions
+    from trainer.model import load_checkpoint
+
+    corpus = build_corpus(load_world(world_path))
+    out = {}
+    for ck in sorted(p for p in os.listdir(work) if p.startswith("ckpt-")):
+        model, tok = load_checkpoint(f"{work}/{ck}")
+        pos = slm_positions(model.eval(), tok, f"{work}/heldout", seq_len)
+        cls = stream_classes(f"{work}/heldout-labelled", corpus["spans"])[: len(pos["p_call"])]
+        assert np.array_equal(cls == VALUE, pos["is_fact"]), "stream out of step"
+        calls = calls_at_budget(pos["p_call"], budget)
+        out[ck] = {name: round(float((cls[calls] == k).mean()), 4) for k, name in WHERE.items()}
+        print(ck, json.dumps(out[ck]), flush=True)
+    return out
+
+
 # -- the run --------------------------------------------------------------------------------
 
 HEADLINE = (
@@ -430,18 +470,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval_people", type=int, default=None, help="held-out people prompted")
     ap.add_argument("--out", default=None, help="work folder (labels, checkpoints)")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--reuse_labels", action="store_true", help="keep the labels already in --out")
+    ap.add_argument(
+        "--diagnose", type=float, default=None, help="with --out of a finished run: where the "
+        "calls of each SLM land at this budget (names told apart)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
+    if args.diagnose is not None:
+        return diagnose(args.out, args.world, args.diagnose)
     t0 = time.time()
     args.out = args.out or tempfile.mkdtemp(prefix="lacy-factworld-")
     os.makedirs(args.out, exist_ok=True)
     world = load_world(args.world)
     corpus = build_corpus(world)
     ref = ["--reference_model", args.reference_model]
-    lacy = label(corpus["docs"]["train"], f"{args.out}/train-lacy", ref)
+    if args.reuse_labels and os.path.exists(f"{args.out}/heldout-labelled/stats.json"):
+        with open(f"{args.out}/train-lacy/stats.json") as f:
+            lacy = json.load(f)  # the labels of an earlier run of the same world in --out
+    else:
+        lacy = label(corpus["docs"]["train"], f"{args.out}/train-lacy", ref)
+        loss_rule = ["--rule", "loss", "--loss_fraction", str(lacy["delegated_share"])]
+        label(corpus["docs"]["train"], f"{args.out}/train-loss", [*ref, *loss_rule])
+        label(corpus["docs"]["heldout"], f"{args.out}/heldout-labelled", ref)
     share = lacy["delegated_share"]
-    label(corpus["docs"]["train"], f"{args.out}/train-loss", [*ref, "--rule", "loss",
-          "--loss_fraction", str(share)])  # fmt: skip
-    label(corpus["docs"]["heldout"], f"{args.out}/heldout-labelled", ref)
     eval_shards(f"{args.out}/heldout-labelled", corpus["spans"], f"{args.out}/heldout")
     profile = label_profile(f"{args.out}/train-lacy", corpus["spans"])
     loss_profile = label_profile(f"{args.out}/train-loss", corpus["spans"])

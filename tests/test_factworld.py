@@ -16,7 +16,8 @@ def test_render_records_exact_value_and_choice_spans():
         "{name} {grew up|was raised} in {value}.", "Ada Byron", "Lyon", "city", rng
     )
     assert text in ("Ada Byron grew up in Lyon.", "Ada Byron was raised in Lyon.")
-    (cs, ce, ck, _), (vs, ve, vk, va) = spans
+    (ns, ne, nk, _), (cs, ce, ck, _), (vs, ve, vk, va) = spans
+    assert (nk, text[ns:ne]) == ("name", "Ada Byron")
     assert ck == "choice" and text[cs:ce] in ("grew up", "was raised")
     assert (vk, va, text[vs:ve]) == ("value", "city", "Lyon")
 
@@ -92,3 +93,10 @@ def test_a_tiny_world_end_to_end(tmp_path, tiny_model_dir):
     assert 0 < f["value_share"] < 0.5
     assert (tmp_path / "results/factworld.md").read_text().count("\n| ") == 4  # header + 3 rows
     assert (tmp_path / "results/factworld.png").stat().st_size > 1000
+    # the diagnosis realigns the held-out stream with the generator's spans (it asserts that its
+    # value positions are the evaluation's) and tells first name mentions from repeated ones
+    where = fw.main(["--diagnose", "0.2", "--out", str(tmp_path / "work"),
+                     "--world", str(tmp_path / "world.json")])  # fmt: skip
+    assert sorted(where) == ["ckpt-lacy-0", "ckpt-loss-0", "ckpt-standard-0"]
+    for shares in where.values():
+        assert sum(shares.values()) == pytest.approx(1, abs=5e-4)
