@@ -46,3 +46,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def summarize(results: dict, metrics=None) -> dict:
+    """{name: [run figures]} -> {name: {metric: (mean, std)}} over the runs (seeds)."""
+    import numpy as np
+
+    return {
+        name: {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
+               for k in (metrics or runs[0])}
+        for name, runs in results.items()
+    }  # fmt: skip
+
+
+def mean_std_table(summary: dict, metrics, digits: int = 4, first: str = "objective") -> list[str]:
+    """Markdown table lines: one row per name, `mean ± std` per metric."""
+    lines = [f"| {first} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, ms in summary.items():
+        cells = [f"{ms[k][0]:.{digits}f} ± {ms[k][1]:.{digits}f}" for k in metrics]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines

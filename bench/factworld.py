@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from bench.common import cpu_name, emit
+from bench.common import cpu_name, emit, mean_std_table, summarize
 from lacy_labels import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,6 +399,8 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
                 seed=seed,
                 fraction=share if obj == "loss-online" else None,
                 reference_model=args.reference_model,
+                preset=args.preset,
+                device=args.device,
                 progress=False,
                 log_every=50,
             )
@@ -409,14 +411,6 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
             results.setdefault(obj, []).append(r | {"steps": trainer.step})
             print(obj, seed, json.dumps(r), flush=True)
     return results
-
-
-def summarize(results: dict) -> dict:
-    return {
-        obj: {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
-              for k in runs[0]}
-        for obj, runs in results.items()
-    }  # fmt: skip
 
 
 def write_results(path: str, summary: dict, profile: dict, meta: dict) -> None:
@@ -430,18 +424,14 @@ def write_results(path: str, summary: dict, profile: dict, meta: dict) -> None:
     lines = [
         f"Fact world ({meta['world']}): {meta['train_docs']} training and {meta['heldout_docs']} "
         f"held-out biographies, budget {meta['budget']} ground-truth targets, {meta['seeds']} "
-        f"seeds, tiny SLMs, oracle cascade. Value-token share {meta['value_share']:.3f}; "
+        f"seeds, {meta['preset']} SLMs, oracle cascade. "
+        f"Value-token share {meta['value_share']:.3f}; "
         f"reference loss on values {profile['value_mean_ref_loss']} nats, on choices "
         f"{profile['choice_mean_ref_loss']}. {meta['cpu']}, {meta['date']}, "
         f"{meta['total_time_s']:.0f} s in all.",
         "",
-        "| objective | " + " | ".join(HEADLINE) + " |",
-        "|---" * (len(HEADLINE) + 1) + "|",
+        *mean_std_table(summary, HEADLINE, digits=3),
     ]
-    for obj, ms in summary.items():
-        lines.append(
-            f"| {obj} | " + " | ".join(f"{ms[k][0]:.3f} ± {ms[k][1]:.3f}" for k in HEADLINE) + " |"
-        )
     lines += ["", "Labels (training biographies): " + json.dumps(meta["labels"])]
     with open(f"{path}.md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -467,6 +457,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--objectives", default=",".join(OBJECTIVES))
     ap.add_argument("--reference_model", default="smollm2")
+    ap.add_argument("--preset", default="tiny", help="SLM size (tiny, small, paper-334m)")
+    ap.add_argument("--device", default="cpu", help="where the SLMs train (cpu or cuda)")
     ap.add_argument("--eval_people", type=int, default=None, help="held-out people prompted")
     ap.add_argument("--out", default=None, help="work folder (labels, checkpoints)")
     ap.add_argument("--results", default=os.path.join(ROOT, "bench", "results"))
@@ -514,6 +506,7 @@ def main(argv: list[str] | None = None) -> dict:
         "heldout_docs": len(corpus["docs"]["heldout"]),
         "budget": args.budget,
         "seeds": args.seeds,
+        "preset": args.preset,
         "value_share": value_share,
         "cpu": cpu_name(),
         "date": time.strftime("%Y-%m-%d"),

@@ -15,7 +15,7 @@ import os
 import tempfile
 import time
 
-from bench.common import emit, wiki_docs
+from bench.common import emit, mean_std_table, summarize, wiki_docs
 from lacy_labels import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,18 +42,6 @@ def label(docs: list[dict], out: str, extra: list[str]) -> None:
     pipeline.run(["--input", src, "--output", out, "--overwrite", "--report", "false", *extra])
 
 
-def summarize(results: dict) -> dict:
-    import numpy as np
-
-    return {
-        obj: {
-            m: (float(np.mean([r[m] for r in runs])), float(np.std([r[m] for r in runs])))
-            for m in METRICS
-        }
-        for obj, runs in results.items()
-    }
-
-
 def write_outputs(out_dir: str, summary: dict, args) -> None:
     import matplotlib
 
@@ -67,12 +55,8 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
         f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
         f"call budget {args.call_budget:.0%}, tiny SLM, SmolLM2-135M as the large model.",
         "",
-        "| objective | " + " | ".join(METRICS) + " |",
-        "|---" * (len(METRICS) + 1) + "|",
+        *mean_std_table(summary, METRICS),
     ]
-    for obj, ms in summary.items():
-        cells = [f"{m:.4f} ± {s:.4f}" for m, s in (ms[k] for k in METRICS)]
-        lines.append(f"| {obj} | " + " | ".join(cells) + " |")
     with open(os.path.join(out_dir, "replication.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -154,7 +138,7 @@ def main() -> None:
             r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens}
             results.setdefault(obj, []).append(r)
             print(obj, seed, json.dumps(r), flush=True)
-    summary = summarize(results)
+    summary = summarize(results, METRICS)
     write_outputs(out, summary, args)
     print(open(os.path.join(out, "replication.md")).read())
     emit(
