@@ -31,7 +31,7 @@ class Plan:
     workers: int
     groups: int
     shards: int
-    threads_from: str = "not resolved"
+    threads_from: str = ""  # why the scoring processes get the threads they get
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -53,7 +53,7 @@ def plan_sizes(
             groups, cfg.group_chars, workers, max(MIN_GROUP_CHARS, size // (2 * workers)),
         )  # fmt: skip
     shards = max(1, math.ceil(size / cfg.shard_chars))
-    return Plan(size, workers, groups, shards, threads_from or "not resolved")
+    return Plan(size, workers, groups, shards, threads_from)
 
 
 def planned_workers(opts: PipelineOptions) -> int:
