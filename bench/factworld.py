@@ -234,17 +234,16 @@ def prompts(corpus: dict, world: dict, people: int | None) -> list[dict]:
     held = [d for d in corpus["docs"]["heldout"] if d["id"].endswith("-b0")][:people]
     out = []
     for d in held:
-        for s, _, kind, attr in corpus["spans"][d["id"]]:
+        for s, e, kind, attr in corpus["spans"][d["id"]]:
             if kind == "value":
-                truth = d["text"][s : corpus_end(corpus, d["id"], s)]
                 out.append(
-                    {"prompt": d["text"][:s].rstrip(" "), "truth": truth, "values": values[attr]}
+                    {
+                        "prompt": d["text"][:s].rstrip(" "),
+                        "truth": d["text"][s:e],
+                        "values": values[attr],
+                    }
                 )
     return out
-
-
-def corpus_end(corpus: dict, doc_id: str, start: int) -> int:
-    return next(e for s, e, k, _ in corpus["spans"][doc_id] if s == start and k == "value")
 
 
 def stated_value(text: str, values: list[str]) -> str | None:

@@ -24,11 +24,9 @@ _SCALARS = {"int": int, "float": float, "str": str}
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", **meta) -> Any:
-    """A dataclass field with its CLI help (and choices, nargs, positional) in its metadata."""
-    kw = {"metadata": {"help": help, **meta}}
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), **kw)
-    return dataclasses.field(default=default, **kw)
+    """A dataclass field with its CLI help (and choices, nargs, positional) in its metadata.
+    Defaults are immutable values (tuples for lists)."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
 def parse_bool(v: str) -> bool:
