@@ -10,7 +10,7 @@ LABEL_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps label test lint docs
+.PHONY: setup system-deps label test lint docs flink-install flink-up flink-down
 
 $(STAMP): requirements.txt requirements-assets.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,14 @@ lint: setup
 # Regenerate the reference tables in README.md and docs/*.md from the code.
 docs: setup
 	$(BIN)/python docs/generate.py
+
+# A standalone Flink 1.19 cluster on loopback for `lacy-label --runner=FlinkRunner` (needs java and
+# mvn; Flink and Beam's job server are built once into ~/.cache/lacy/flink). See docs/runners.md.
+flink-install:
+	deploy/flink/flink.sh install
+
+flink-up:
+	deploy/flink/flink.sh up
+
+flink-down:
+	deploy/flink/flink.sh down

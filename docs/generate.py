@@ -39,6 +39,7 @@ def _settings() -> dict:
     from pipelines.config import LabelConfig
     from pipelines.publish import PublishConfig
     from pipelines.report import ReportConfig
+    from pipelines.worker_pool import PoolConfig
     from trainer.cascade import CascadeConfig
     from trainer.evaluate import EvalConfig
     from trainer.train import TrainConfig
@@ -50,6 +51,7 @@ def _settings() -> dict:
         "cascade": CascadeConfig,
         "publish": PublishConfig,
         "report": ReportConfig,
+        "worker-pool": PoolConfig,
     }
 
 

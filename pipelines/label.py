@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lacy_labels.kernels import bound_primitive_caches
-from pipelines import dataflow, outputs
+from pipelines import dataflow, flink, outputs
 from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
 from pipelines.graph import build
@@ -38,7 +38,9 @@ def run(argv: list[str] | None = None) -> dict:
     Beam metrics)."""
     bound_primitive_caches()  # the in-process runner scores here: before any oneDNN op
     cfg, beam_args = resolve(argv)
+    beam_args += flink.job_server_args(beam_options(beam_args))  # saved in config.json too
     opts = beam_options(beam_args)
+    flink.check_master(opts)
     # threads as the local workers will see their environment (the caller's plus local_env's)
     threads, why = resolve_threads(cfg, opts, environ={**os.environ, **worker_env(opts)})
     if threads != cfg.threads:
@@ -78,35 +80,63 @@ def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threa
         p = beam.Pipeline(options=opts)
         build(p, cfg, meta, files, plan, fixed)
         result = p.run()
-        result.wait_until_finish()
+        try:
+            state = result.wait_until_finish()
+        except Exception as e:  # noqa: BLE001 - runners raise their own types; say what failed
+            raise JobFailed(f"{type(e).__name__}: {e}", out) from e
+    if state in ("FAILED", "CANCELLED", "STOPPED"):  # a runner that reports without raising
+        raise JobFailed(f"the job ended {state}", out)
     return result, time.time() - t0
 
 
+class JobFailed(RuntimeError):
+    """The runner failed the job: the output folder has no stats.json (lacy-publish refuses it)."""
+
+    def __init__(self, why: str, out: str):
+        super().__init__(
+            f"the job failed on the runner: {why}\n{out} is incomplete (no stats.json, so "
+            "lacy-publish refuses it); fix the cause and label again with --overwrite"
+        )
+
+
 def beam_counters(result) -> dict:
-    """lacy's Beam counters and distributions (committed values), by name ({} for a runner
-    without metrics)."""
+    """lacy's Beam counters and distributions (committed values) by name, summed over the steps
+    that report them; {} for a runner without metrics."""
     from apache_beam.metrics.metric import MetricsFilter
 
     try:
         q = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     except NotImplementedError:  # e.g. Beam's DaskRunner keeps no metrics
         return {}
-    out = {c.key.metric.name: c.committed for c in q["counters"]}
+    out: dict = {}
+    for c in q["counters"]:
+        name = c.key.metric.name
+        out[name] = out.get(name, 0) + c.committed
     for d in q["distributions"]:
-        v = d.committed
-        out[d.key.metric.name] = {"count": v.count, "sum": v.sum, "min": v.min, "max": v.max}
+        name, v = d.key.metric.name, d.committed
+        prev = out.get(name, {"count": 0, "sum": 0, "min": v.min, "max": v.max})
+        out[name] = {
+            "count": prev["count"] + v.count,
+            "sum": prev["sum"] + v.sum,
+            "min": min(prev["min"], v.min),
+            "max": max(prev["max"], v.max),
+        }
     return dict(sorted(out.items()))
 
 
 def finish(cfg: LabelConfig, wall: float) -> dict:
-    """Driver-side epilogue: reads the job's stats.json (never rewrites it), writes run.json (wall
-    time), the dataset card and the report."""
+    """Driver-side epilogue: removes what killed attempts left, reads the job's stats.json (never
+    rewrites it), writes run.json (wall time), the dataset card and the report."""
     out = cfg.output.rstrip("/")
+    removed = outputs.remove_leftovers(out)  # of attempts a runner retried (a lost worker)
+    if removed:
+        log.info("removed %d temporary files left by retried attempts", len(removed))
     summary = outputs.read_json(f"{out}/stats.json")
     meta = outputs.read_json(f"{out}/config.json")["provenance"]
     run_info = {
         "wall_time_s": round(wall, 2),
         "tokens_per_s": round(summary["tokens"] / wall, 1) if wall > 0 else None,
+        "temporaries_removed": len(removed),
     }
     outputs.write_json(f"{out}/run.json", run_info)  # the job's own stats.json stays as written
     card = render_card(cfg.to_dict(), meta, summary | run_info)
@@ -139,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileExistsError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except JobFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     out = s["output"]
     if "dry_run" in s:
         print(f"dry run: nothing ran; wrote the Dataflow job description to {s['dry_run']}")

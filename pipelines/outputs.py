@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 
 import apache_beam as beam
 import pyarrow.parquet as pq
@@ -15,6 +16,8 @@ from lacy_labels.schema import rows_to_table
 
 DATA_DIR = "data"
 REJECTS_PREFIX = "rejects/rejects"
+TMP_PREFIX = ".tmp-"  # our own temporary files (write_bytes)
+BEAM_TMP = "beam-temp-"  # Beam's file sinks' temporary folders
 
 
 def shard_name(i: int, n: int) -> str:
@@ -29,10 +32,12 @@ def _mkdirs(path: str) -> None:
 
 
 def write_bytes(path: str, data: bytes) -> None:
-    """Write via a temporary name and rename, so readers never see a partial file."""
-    parent = path.rsplit("/", 1)[0]
+    """Write via a temporary name and rename, so readers never see a partial file. The name is
+    unique to this call: two attempts of one write (a task a runner retries while the first
+    attempt is still alive) never write the same temporary file."""
+    parent, name = path.rsplit("/", 1)
     _mkdirs(parent)
-    tmp = f"{parent}/.tmp-{path.rsplit('/', 1)[1]}"
+    tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
     with FileSystems.create(tmp) as f:
         f.write(data)
     if FileSystems.exists(path):
@@ -100,6 +105,35 @@ def read_rejects(out_dir: str) -> list[dict]:
             with FileSystems.open(m.path) as f:
                 rows += [json.loads(line) for line in f.read().decode("utf-8").splitlines()]
     return rows
+
+
+def leftovers(out_dir: str) -> list[str]:
+    """Temporary files in an output: ours from attempts that died mid-write (.tmp-*), and the
+    folders of Beam's file sinks (beam-temp-*) from a job that failed. A finished lacy run
+    leaves none (`remove_leftovers`)."""
+    found = (
+        m.path for r in FileSystems.match([f"{out_dir.rstrip('/')}/**"]) for m in r.metadata_list
+    )
+    return sorted({_temporary(p) for p in found} - {None})
+
+
+def _temporary(path: str) -> str | None:
+    """The temporary file or Beam temporary folder that `path` is or lies in; else None."""
+    if path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+        return path
+    if f"/{BEAM_TMP}" in path:
+        head, tail = path.split(f"/{BEAM_TMP}", 1)
+        return f"{head}/{BEAM_TMP}{tail.split('/', 1)[0]}"
+    return None
+
+
+def remove_leftovers(out_dir: str) -> list[str]:
+    """Delete what `leftovers` finds; call it only once the job has finished (nothing writes any
+    more). Returns what it removed."""
+    paths = leftovers(out_dir)
+    if paths:
+        FileSystems.delete(paths)
+    return paths
 
 
 def prepare_output(out_dir: str, overwrite: bool) -> None:

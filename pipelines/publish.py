@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lacy_labels import cli
 from lacy_labels.cli import setting
+from pipelines.outputs import leftovers
 
 REQUIRED = ("README.md", "stats.json", "config.json")
 
@@ -37,7 +38,14 @@ def check_dataset_dir(folder: str) -> list[Path]:
             f"{folder!r} is not a labelled dataset (missing {', '.join(what)}); "
             "write one with python -m pipelines.label"
         )
-    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".tmp-"))
+    partial = leftovers(str(root))
+    if partial:
+        raise PublishError(
+            f"{folder!r} holds temporary files of a run that did not finish ({partial[0]}"
+            f"{f' and {len(partial) - 1} more' if len(partial) > 1 else ''}); "
+            "label it again with --overwrite"
+        )
+    return sorted(p for p in root.rglob("*") if p.is_file())
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -107,7 +115,6 @@ def publish(
         repo_type="dataset",
         revision=revision,
         private=private,
-        ignore_patterns=[".tmp-*"],
     )
     return summary + f"\nuploaded to https://huggingface.co/datasets/{repo_id}"
 

@@ -156,6 +156,10 @@ class ScoreModelHandler(ModelHandler):
             cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads,
             cfg.linear_kernel,
         )  # fmt: skip
+        log.info(
+            "reference model loaded for scoring: %s on %s (%s, %s torch threads)",
+            cfg.reference_model, cfg.device, cfg.dtype, torch_threads(),
+        )  # fmt: skip
         return Scorer(ref, cfg.score_config())
 
     def run_inference(self, batch, model, inference_args=None):
@@ -191,6 +195,12 @@ class ScoreModelHandler(ModelHandler):
 
     def get_metrics_namespace(self) -> str:
         return "lacy_score"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 class Progress:

@@ -1,33 +1,24 @@
 """The Beam pipeline end to end: real spaCy, the real tokenizer, the real (or a tiny local)
 reference model, real runners, real Parquet."""
 
-import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import zlib
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from inputs import hostile_records, write_jsonl, write_truncated_gz
 
-from bench.common import free_port
+from bench.common import free_port, wait_for_port
+from bench.flink_local import Pool
 from lacy_labels.schema import SCHEMA, read_metadata, validate_table
 from pipelines import label
 from pipelines.outputs import read_rejects
 from pipelines.plan import usable_cores
 
 pytestmark = pytest.mark.slow
-
-
-def write_jsonl(path, records):
-    with open(path, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    return path
 
 
 def run(out, *args):
@@ -97,46 +88,6 @@ def test_existing_output_is_refused_without_overwrite(tmp_path, small_input):
         label.run(["--output", str(out), "--input", str(small_input)])
     assert (out / "keep.txt").read_text() == "precious"
     assert label.main(["--output", str(out), "--input", str(small_input)]) == 2
-
-
-def hostile_records(tmp_path):
-    lines = [
-        json.dumps({"id": "good", "text": "Ada Lovelace was born in London in 1815."}).encode(),
-        b'{"id": "broken", "text": "no closing',
-        b'{"id": "latin1", "text": "caf\xe9"}',
-        json.dumps({"id": "notext"}).encode(),
-        json.dumps({"id": "int", "text": 42}).encode(),
-        json.dumps({"id": "empty", "text": ""}).encode(),
-        json.dumps({"id": "spaces", "text": " \n\t "}).encode(),
-        b'{"id": "surrogate", "text": "half \\ud800 pair"}',
-        json.dumps({"id": "dup", "text": "First copy in Paris."}).encode(),
-        json.dumps({"id": "dup", "text": "Second copy in Rome."}).encode(),
-        json.dumps({"text": "No id at all, written in 2024."}).encode(),
-        json.dumps({"id": "ctrl", "text": "NUL\x00 and \x07bell\x1b and \x04 in Oslo"}).encode(),
-        json.dumps({"id": "token20k", "text": "x" * 20_000}).encode(),
-        json.dumps({"id": "doc300k", "text": "Rome is in Italy. " * 16_667}).encode(),
-        json.dumps(
-            {"id": "odd", "text": "\ufeff👩‍👩‍👧 🇫🇷 東京 שלום e\u0301 \U00040000 end"}
-        ).encode(),
-        b'["an", "array"]',
-    ]
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in/hostile.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    (tmp_path / "in/bad.txt").write_bytes(b"\xff\xfe not utf-8")
-    (tmp_path / "in/corrupt.parquet").write_bytes(b"PAR1 this is not parquet")
-    kept = write_truncated_gz(tmp_path / "in/cut.jsonl.gz")
-    return len(lines) + 2 + len(kept) + 1
-
-
-def write_truncated_gz(path) -> list[str]:
-    """A .jsonl.gz cut off halfway (a broken download); returns the ids of the whole lines
-    before the cut."""
-    texts = [f"Record {i} of the cut file was written in Berlin in {1900 + i}." for i in range(40)]
-    body = "".join(json.dumps({"id": f"cut{i}", "text": t}) + "\n" for i, t in enumerate(texts))
-    data = gzip.compress(body.encode())[: len(gzip.compress(body.encode())) // 2]
-    path.write_bytes(data)
-    seen = zlib.decompressobj(31).decompress(data).decode("utf-8", "ignore")
-    return [f"cut{i}" for i in range(seen.count("\n"))]
 
 
 def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
@@ -216,67 +167,29 @@ def test_same_rows_across_runs_runners_and_worker_counts(
     assert names == ["train-00000-of-00001.parquet"]
 
 
-def wait_for_port(port, proc, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.5)
-    raise TimeoutError(f"port {port} did not open")
-
-
 def test_portable_runner_with_external_worker_pool(tmp_path, small_input, tiny_model_dir):
-    """What Flink runs: Beam's job service plus a separate worker pool on loopback."""
-    job_port, pool_port = free_port(), free_port()
-    # The pool starts workers with a plain `python`: it must be this environment's.
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apache_beam.runners.portability.local_job_service_main",
-                "-p",
-                str(job_port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "apache_beam.runners.worker.worker_pool_main",
-                f"--service_port={pool_port}",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        ),
-    ]
+    """What Flink runs: Beam's job service plus lacy's worker pool, separate processes."""
+    job_port = free_port()
+    job = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+         "-p", str(job_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    pool = None
     try:
-        wait_for_port(job_port, procs[0])
-        wait_for_port(pool_port, procs[1])
+        wait_for_port(job_port, job)
+        pool = Pool(tmp_path / "pool-logs")
         stats, table, rejects = run(
-            tmp_path / "out",
-            "--input",
-            small_input,
-            "--reference_model",
-            tiny_model_dir,
-            "--runner=PortableRunner",
-            f"--job_endpoint=localhost:{job_port}",
-            "--environment_type=EXTERNAL",
-            f"--environment_config=localhost:{pool_port}",
-        )
+            tmp_path / "out", "--input", small_input, "--reference_model", tiny_model_dir,
+            "--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", *pool.flags(),
+        )  # fmt: skip
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=30)
+        if pool is not None:
+            pool.close()
+        job.terminate()
+        job.wait(timeout=30)
     assert table.num_rows == 4 and stats["documents_out"] == 4 and rejects == []
+    assert list((tmp_path / "pool-logs").glob("worker-*.log"))  # the pool's processes ran it
     validate_table(table)
 
 

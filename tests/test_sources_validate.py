@@ -106,7 +106,7 @@ def test_duplicates_first_by_source_and_index_wins():
 
 
 def test_truncated_gzip_keeps_the_records_before_the_cut_and_says_so(tmp_path):
-    from tests.test_pipeline import write_truncated_gz
+    from inputs import write_truncated_gz
 
     kept = write_truncated_gz(tmp_path / "cut.jsonl.gz")
     assert 5 < len(kept) < 40

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The worker images' install steps, in one place: both Dockerfiles run this script, and it can be
 # run as is in a fresh virtual environment to check the steps without a Docker engine.
-#   docker/install.sh cpu    torch's CPU wheel (PyTorch's CPU index: no NVIDIA packages)
-#   docker/install.sh cuda   torch's default PyPI wheel on x86-64: the CUDA build
+#   deploy/docker/install.sh cpu    torch's CPU wheel (PyTorch's CPU index: no NVIDIA packages)
+#   deploy/docker/install.sh cuda   torch's default PyPI wheel on x86-64: the CUDA build
 # TORCH_INDEX overrides the CPU index (e.g. a mirror); TORCH_SPEC the torch requirement.
 set -euo pipefail
-flavour=${1:?usage: docker/install.sh cpu|cuda}
-here=$(cd "$(dirname "$0")/.." && pwd)
+flavour=${1:?usage: deploy/docker/install.sh cpu|cuda}
+here=$(cd "$(dirname "$0")/../.." && pwd)
 pip=${PIP:-pip}
 torch_spec=${TORCH_SPEC:-torch==2.13.0}
 case "$flavour" in
