@@ -6,11 +6,13 @@ costs, and the job's scale shape on the cluster.
 All runs label the first N shipped leads with the shipped SmolLM2 (`lacy-label` as a subprocess,
 --report false, the same --group_chars) and must give identical rows.
 - default_s: the default runner (FnApiRunner, one process); the baseline.
-- flink_loopback_s, flink_external_s, flink_external_p2_s: Flink 1.19 (a standalone cluster
-  from deploy/flink/flink.sh: one TaskManager, 2 slots, --parallelism=2) with LOOPBACK workers
+- flink_loopback_s, flink_external_s, flink_external_p2_s, flink_external_p2_t1_s: Flink 1.19
+  (a standalone cluster from deploy/flink/flink.sh: one TaskManager, 2 slots, --parallelism=2)
+  with LOOPBACK workers
   (threads of the client), with lacy's worker pool (one SDK worker process per TaskManager),
-  and with the pool and --sdk_worker_parallelism=2 (one per slot); ratios to default_s.
-- install_s (only when Flink or the job server were not cached), cluster_start_s (`flink.sh
+  with the pool and --sdk_worker_parallelism=2 (one per slot), and the same with one torch
+  thread per worker (--threads=1); ratios to default_s.
+- install_s (`flink.sh install`: about 0 once cached), cluster_start_s (`flink.sh
   up`), job_server_start_s (`java -jar` of the launcher jar until its job port accepts), and
   submission_s: a Flink run's wall time minus the job's own duration in Flink (job server start,
   staging, translation, the client's epilogue).
@@ -123,6 +125,7 @@ def main() -> None:
             "flink_loopback": ["--environment_type=LOOPBACK"],
             "flink_external": pool.flags(),
             "flink_external_p2": [*pool.flags(), "--sdk_worker_parallelism=2"],
+            "flink_external_p2_t1": [*pool.flags(), "--sdk_worker_parallelism=2", "--threads=1"],
         }
         for name, extra in runs.items():
             wall = label(tmp / name, n, [*common, *cluster.flags("--parallelism=2"), *extra])

@@ -39,6 +39,7 @@ def _settings() -> dict:
     from pipelines.config import LabelConfig
     from pipelines.publish import PublishConfig
     from pipelines.report import ReportConfig
+    from pipelines.flink import CountersConfig
     from pipelines.worker_pool import PoolConfig
     from trainer.cascade import CascadeConfig
     from trainer.evaluate import EvalConfig
@@ -52,6 +53,7 @@ def _settings() -> dict:
         "publish": PublishConfig,
         "report": ReportConfig,
         "worker-pool": PoolConfig,
+        "flink-counters": CountersConfig,
     }
 
 

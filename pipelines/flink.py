@@ -4,15 +4,20 @@ Beam's FlinkRunner starts a job server from `--flink_job_server_jar`, or downloa
 from Maven Central, which serves none for recent Beam releases. lacy assembles one from the parts
 Maven Central does serve (`deploy/flink/flink.sh jobserver`, cached in ~/.cache/lacy/flink and
 built on first use) and passes it, so the plain `--runner=FlinkRunner --flink_master=HOST:PORT`
-command line works offline. Nothing here runs for other runners."""
+command line works offline. Nothing here runs for other runners.
+
+`lacy-flink-counters --flink_master HOST:PORT [--job JOB_ID]` prints lacy's counters of a running
+or finished job, decoded from the Beam metrics that Flink keeps as the job's accumulator."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
-import urllib.error
+import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import (
@@ -21,6 +26,9 @@ from apache_beam.options.pipeline_options import (
     PortableOptions,
     StandardOptions,
 )
+
+from lacy_labels import cli
+from lacy_labels.cli import setting
 
 log = logging.getLogger("lacy")
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "flink" / "flink.sh"
@@ -70,6 +78,17 @@ def job_server_args(opts: PipelineOptions) -> list[str]:
     return [f"--flink_job_server_jar={job_server_jar()}"]
 
 
+def rest_url(master: str) -> str:
+    return (master if master.startswith(("http://", "https://")) else f"http://{master}").rstrip(
+        "/"
+    )
+
+
+def _get(url: str, timeout: float = 10.0):
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.load(r)
+
+
 def check_master(opts: PipelineOptions, timeout: float = 10.0) -> dict | None:
     """The cluster's REST overview at --flink_master (None for a mini-cluster); a ValueError that
     says how to start one when nothing answers, instead of a job that waits."""
@@ -78,10 +97,9 @@ def check_master(opts: PipelineOptions, timeout: float = 10.0) -> dict | None:
     master = (opts.view_as(FlinkRunnerOptions).flink_master or "[auto]").strip()
     if master in LOCAL_MASTERS:
         return None
-    url = master if master.startswith(("http://", "https://")) else f"http://{master}"
+    url = rest_url(master)
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/overview", timeout=timeout) as r:
-            overview = json.load(r)
+        overview = _get(f"{url}/overview", timeout)
     except (OSError, ValueError) as e:
         raise ValueError(
             f"--flink_master={master}: no Flink REST API answers there ({e}); start a local "
@@ -93,3 +111,68 @@ def check_master(opts: PipelineOptions, timeout: float = 10.0) -> dict | None:
         overview.get("slots-available", 0), overview.get("slots-total", 0),
     )  # fmt: skip
     return overview
+
+
+def _varints(data: bytes) -> list[int]:
+    out, value, shift = [], 0, 0
+    for b in data:
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            out.append(value - (1 << 64) if value >= 1 << 63 else value)
+            value, shift = 0, 0
+    return out
+
+
+def job_counters(master: str, job: str | None = None, namespace: str = "lacy") -> dict:
+    """lacy's Beam counters (and distributions: count, sum, min, max) of a Flink job, summed over
+    steps, from the `__metricscontainers` accumulator that Beam's Flink runner keeps; the newest
+    job when `job` is None. Flink updates it as tasks report, so a running job shows progress."""
+    url = rest_url(master)
+    if job is None:
+        jobs = _get(f"{url}/jobs/overview")["jobs"]
+        if not jobs:
+            raise ValueError(f"no jobs on the Flink cluster at {url}")
+        job = max(jobs, key=lambda j: j["start-time"])["jid"]
+    accs = _get(f"{url}/jobs/{job}/accumulators")["user-task-accumulators"]
+    out: dict = {}
+    for acc in accs:
+        if acc["name"] != "__metricscontainers":
+            continue
+        for info in json.loads(acc["value"])["metrics"]["attempted"]:
+            labels = info["labels"]
+            if labels.get("NAMESPACE") != namespace:
+                continue
+            values, name = _varints(base64.b64decode(info["payload"])), labels["NAME"]
+            if info["type"].endswith("sum_int64:v1"):
+                out[name] = out.get(name, 0) + values[0]
+            elif info["type"].endswith("distribution_int64:v1"):
+                count, total, lo, hi = values
+                prev = out.get(name, {"count": 0, "sum": 0, "min": lo, "max": hi})
+                out[name] = {
+                    "count": prev["count"] + count, "sum": prev["sum"] + total,
+                    "min": min(prev["min"], lo), "max": max(prev["max"], hi),
+                }  # fmt: skip
+    return dict(sorted(out.items()))
+
+
+@dataclass
+class CountersConfig:
+    flink_master: str = setting("localhost:8081", "the JobManager's REST address")
+    job: str | None = setting(None, "job id (default: the newest job)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, _ = cli.parse(
+        CountersConfig, argv, "lacy-flink-counters", "lacy's counters of a Flink job, as JSON."
+    )
+    try:
+        print(json.dumps(job_counters(args.flink_master, args.job), indent=1))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

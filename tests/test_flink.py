@@ -21,7 +21,7 @@ import pytest
 from inputs import hostile_records
 
 from bench.flink_local import Cluster, Pool
-from pipelines import label
+from pipelines import flink, label
 from pipelines.outputs import leftovers, read_rejects
 from pipelines.publish import PublishError, check_dataset_dir
 
@@ -106,6 +106,7 @@ def test_rows_rejects_stats_and_counters_equal_the_default_runner(cluster, hosti
     assert m["tokens_per_document"]["sum"] == s["tokens"]
     job = cluster.last_job()  # Flink's own record of the job
     assert job["state"] == "FINISHED"
+    assert flink.job_counters(f"localhost:{cluster.port}", job["jid"]) == m  # lacy-flink-counters
     assert max(v["parallelism"] for v in job["vertices"]) == 2
     saved = json.loads((out / "config.json").read_text())
     assert any(a.startswith("--flink_job_server_jar=") for a in saved["beam_args"])
