@@ -37,9 +37,9 @@ def cli_table(name: str) -> str:
 
 def _settings() -> dict:
     from pipelines.config import LabelConfig
+    from pipelines.flink import CountersConfig
     from pipelines.publish import PublishConfig
     from pipelines.report import ReportConfig
-    from pipelines.flink import CountersConfig
     from pipelines.worker_pool import PoolConfig
     from trainer.cascade import CascadeConfig
     from trainer.evaluate import EvalConfig

@@ -72,3 +72,12 @@ def test_console_scripts_answer_help(name):
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0 and f"usage: {name}" in out.getvalue()
+
+
+def test_code_is_formatted_and_lint_free():
+    """`make lint` as a test, so that CI catches what ruff would."""
+    for cmd in (["check", "."], ["format", "--check", "."]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *cmd], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr

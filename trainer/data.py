@@ -20,30 +20,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-NEEDED = ("input_ids", "delegate", "is_fact", "ref_loss")
+from trainer.packing import NEEDED, Batch, Packer, ShardError, missing_columns
+
+__all__ = ["Batch", "SequenceLoader", "ShardError", "eval_batches", "iter_sequences"]
+
 NO_RANGES = "support range requests"  # in fsspec's error for such a server
 log = logging.getLogger("lacy")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-class ShardError(ValueError):
-    """A shard that cannot be trained on, with the file and the reason."""
-
-
-@dataclass
-class Batch:
-    input_ids: np.ndarray  # int64 [B, T]
-    targets: np.ndarray  # int64 [B, T]
-    delegate: np.ndarray  # bool [B, T]   (label of the target)
-    is_fact: np.ndarray  # bool [B, T]
-    ref_loss: np.ndarray  # float32 [B, T] (NaN where undefined)
-
-    @classmethod
-    def from_windows(cls, rows: list[tuple[np.ndarray, ...]]) -> Batch:
-        """Windows of seq_len + 1 (ids, delegate, is_fact, ref_loss) -> inputs and the targets
-        they predict: the per-token columns describe the target, position t is token t + 1."""
-        ids, dele, fact, loss = (np.stack(c) for c in zip(*rows))
-        return cls(ids[:, :-1], ids[:, 1:], dele[:, 1:], fact[:, 1:], loss[:, 1:])
 
 
 @dataclass
@@ -96,7 +79,7 @@ def check_shard(f, name: str) -> pq.ParquetFile:
         if NO_RANGES in str(e):
             raise _NoRanges from None
         raise ShardError(f"{name}: not a readable Parquet file ({e})") from None
-    missing = [c for c in NEEDED if c not in pf.schema_arrow.names]
+    missing = missing_columns(pf.schema_arrow.names)
     if missing:
         raise ShardError(f"{name}: missing column(s) {missing}")
     return pf
@@ -167,27 +150,19 @@ def iter_sequences(
     data: str | Path, seq_len: int, eot_id: int, loop: bool = True
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Windows of seq_len + 1 tokens (inputs + shifted targets) over the concatenated stream
-    [doc, EOT, doc, EOT, ...]; the EOT separator has delegate/is_fact False and no loss."""
+    [doc, EOT, doc, EOT, ...] of the shards (`trainer.packing.Packer`), looping over the data
+    unless `loop` is False."""
     shards = shard_files(data)
-    width = seq_len + 1
-    buf = [np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, np.float32)]
+    packer = Packer(seq_len, eot_id)
     while True:
         produced = False
-        for ids, dele, fact, loss in iter_documents(shards):
-            parts = (
-                np.append(ids, eot_id),
-                np.append(dele, False),
-                np.append(fact, False),
-                np.append(loss, np.float32(np.nan)),
-            )
-            buf = [np.concatenate([b, p]) for b, p in zip(buf, parts)]
-            while len(buf[0]) >= width:
-                yield tuple(b[:width] for b in buf)
+        for doc in iter_documents(shards):
+            for window in packer.add(*doc):
                 produced = True
-                buf = [b[seq_len:] for b in buf]  # the last target is the next input
+                yield window
         if not loop or not produced:
             if not produced and loop:
-                raise ShardError(f"{data}: fewer than {width} tokens in total")
+                raise ShardError(f"{data}: fewer than {seq_len + 1} tokens in total")
             return
 
 
