@@ -1,2 +1,34 @@
 """The <CALL> trainer (`trainer.train`), its data stream, objectives, evaluation and cascade
-generation with a bigger model."""
+generation with a bigger model, and the pieces to train on lacy labels with other tools:
+
+    from trainer import LacyLoss, LacyWindows, collate, add_call_token, GroundTruthBudget
+
+`LacyWindows` packs rows of a labelled dataset into training windows, `collate` turns windows
+into tensors, `LacyLoss` is any objective as a loss (`transformers.Trainer`'s
+`compute_loss_func`, or a plain loop), `add_call_token` gives any Hugging Face tokenizer and
+model the `<CALL>` token, `GroundTruthBudget` logs the paper's accounting in a Trainer.
+Imported on first use, so `import trainer` stays light."""
+
+import importlib
+
+_API = {
+    "LacyLoss": "trainer.objectives",
+    "compute_loss": "trainer.objectives",
+    "LacyWindows": "trainer.packing",
+    "collate": "trainer.packing",
+    "Packer": "trainer.packing",
+    "add_call_token": "trainer.model",
+    "build_model": "trainer.model",
+    "call_id": "trainer.model",
+    "load_pretrained_slm": "trainer.model",
+    "load_slm_tokenizer": "trainer.model",
+    "separator_id": "trainer.model",
+    "GroundTruthBudget": "trainer.callbacks",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'trainer' has no attribute {name!r}")

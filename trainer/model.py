@@ -20,13 +20,66 @@ PRESETS = {
 }
 
 
+def add_call_token(tokenizer, model=None) -> int:
+    """Add `<CALL>` to a Hugging Face tokenizer (a special token, never split; id = the old
+    vocabulary size) and, given a causal LM, make room for it: embeddings resized to the
+    tokenizer, and the `<CALL>` row of the input embedding (and of an untied output layer) set to
+    the mean of the others, so that the new token starts as an average word with a probability
+    near 1/V. Idempotent. Returns `<CALL>`'s id."""
+    import torch
+
+    added = CALL_TOKEN not in tokenizer.get_vocab()
+    if added:
+        tokenizer.add_special_tokens({"additional_special_tokens": [CALL_TOKEN]})
+    call = call_id(tokenizer)
+    if model is None:
+        return call
+    rows = model.get_input_embeddings().weight.shape[0]
+    if rows <= call:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if added or rows <= call:
+        others = torch.arange(model.get_input_embeddings().weight.shape[0]) != call
+        with torch.no_grad():
+            for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+                if layer is None:
+                    continue
+                layer.weight[call] = layer.weight[others].mean(0)  # tied: the same tensor twice
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias[call] = layer.bias[others].mean()
+    return call
+
+
 def load_slm_tokenizer(reference_model: str = DEFAULT_MODEL, cache_dir=None):
     """The reference tokenizer with `<CALL>` added as a special token (id = old vocab size)."""
     from lacy_labels.reference import load_tokenizer, resolve_model_dir
 
     tok = load_tokenizer(resolve_model_dir(reference_model, cache_dir))
-    tok.add_special_tokens({"additional_special_tokens": [CALL_TOKEN]})
+    add_call_token(tok)
     return tok
+
+
+def load_pretrained_slm(init: str, reference_model: str = DEFAULT_MODEL, cache_dir=None):
+    """(model, tokenizer) to continue pretraining from: a causal LM folder (or "smollm2", the
+    shipped one, or a .gguf), with `<CALL>` added. Its vocabulary must be the labels' (the
+    reference tokenizer's): the labels' token ids are its inputs."""
+    from transformers import AutoModelForCausalLM
+
+    from lacy_labels.reference import load_tokenizer, resolve_model_dir
+
+    path = resolve_model_dir(init, cache_dir)
+    tok = load_tokenizer(path)
+    ref = load_tokenizer(resolve_model_dir(reference_model, cache_dir))
+    vocab, want = tok.get_vocab(), ref.get_vocab()
+    vocab.pop(CALL_TOKEN, None)  # a lacy checkpoint's tokenizer has it already
+    if vocab != want:
+        raise ValueError(
+            f"--init {init}: its tokenizer ({len(vocab)} tokens) is not the labels' reference "
+            f"tokenizer ({reference_model}, {len(want)} tokens); the labels' token ids would "
+            "mean other tokens to it"
+        )
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+    add_call_token(tok, model)
+    return model, tok
 
 
 def build_model(preset: str, vocab_size: int, seed: int = 0):

@@ -100,3 +100,48 @@ def compute_loss(
         "call_targets": int(calls.sum()),
         "trained_targets": int(used.sum()),
     }
+
+
+class LacyLoss:
+    """An objective as a loss function for any training loop, with the paper's accounting.
+
+    `transformers.Trainer(compute_loss_func=LacyLoss("lacy", call))` calls it with the model's
+    outputs and the labels of `trainer.packing.collate`; a plain loop calls
+    `loss_fn(model(input_ids=x).logits, labels)`. The loss is the mean over the micro-batch's
+    trained targets, as lacy-train computes it, divided by `gradient_accumulation_steps` (the
+    Trainer does not divide a `compute_loss_func`'s loss itself). Under gradient mode it adds
+    each micro-batch's counts to `totals`: `gt_targets` (targets that received a ground-truth
+    gradient: the paper's budget), `call_targets` and `trained_targets`; `last` holds the
+    latest (loss before the division, counts)."""
+
+    def __init__(
+        self,
+        objective: str,
+        call: int,
+        fraction: float | None = None,
+        gradient_accumulation_steps: int = 1,
+    ):
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+        self.objective, self.call, self.fraction = objective, call, fraction
+        self.accum = gradient_accumulation_steps
+        self.totals = {"gt_targets": 0, "call_targets": 0, "trained_targets": 0}
+        self.last: tuple[float, dict] | None = None
+
+    def __call__(self, outputs, labels: dict, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs if isinstance(outputs, torch.Tensor) else outputs["logits"]
+        loss, stats = compute_loss(
+            self.objective,
+            logits.float(),
+            labels["targets"],
+            labels["delegate"],
+            labels["is_fact"],
+            labels["ref_loss"],
+            self.call,
+            self.fraction,
+        )
+        self.last = (float(loss.detach()), stats)
+        if torch.is_grad_enabled():  # training, not evaluation
+            for k in self.totals:
+                self.totals[k] += stats[k]
+        return loss / self.accum

@@ -1,7 +1,8 @@
 """Train an SLM on labelled shards with a <CALL> objective.
 
-    python -m trainer.train --data DIR_OR_URL --output CKPT --objective NAME [--preset tiny]
-        [--max_steps N | --token_budget N] [--global_batch_tokens N] [--seed S] [--resume]
+    python -m trainer.train --data DIR_OR_URL --output CKPT --objective NAME
+        [--preset tiny | --init MODEL_DIR_OR_smollm2] [--max_steps N | --token_budget N]
+        [--global_batch_tokens N] [--seed S] [--resume]
     torchrun --nproc_per_node N -m trainer.train ...   (data-parallel: gloo on CPU, NCCL on CUDA)
 
 --data is a labelled output folder, any fsspec URL (gs://, s3://, hf://datasets/ORG/NAME,
@@ -39,7 +40,14 @@ from lacy_labels import cli
 from lacy_labels.cli import setting
 from lacy_labels.reference import DEFAULT_MODEL
 from trainer.data import SequenceLoader
-from trainer.model import PRESETS, build_model, call_id, load_slm_tokenizer, separator_id
+from trainer.model import (
+    PRESETS,
+    build_model,
+    call_id,
+    load_pretrained_slm,
+    load_slm_tokenizer,
+    separator_id,
+)
 from trainer.objectives import OBJECTIVES, compute_loss
 
 STATE_FILE = "training_state.pt"
@@ -55,6 +63,11 @@ class TrainConfig:
     output: str = setting(help="checkpoint folder")
     objective: str = setting("lacy", "training objective", choices=OBJECTIVES)
     preset: str = setting("tiny", "model size", choices=tuple(PRESETS))
+    init: str | None = setting(
+        None,
+        "continue pretraining a causal LM instead of a fresh --preset: a model folder, a .gguf "
+        "or 'smollm2' (its tokenizer must be the labels'; <CALL> is added)",
+    )
     max_steps: int | None = setting(None, "optimizer steps (or --token_budget)")
     token_budget: int | None = setting(
         None, "targets that receive a ground-truth gradient (or --max_steps)"
@@ -167,11 +180,14 @@ class Trainer:
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
         seed_everything(cfg.seed)
-        self.tok = load_slm_tokenizer(cfg.reference_model)
+        if cfg.init:
+            self.model, self.tok = load_pretrained_slm(cfg.init, cfg.reference_model)
+        else:
+            self.tok = load_slm_tokenizer(cfg.reference_model)
+            self.model = build_model(cfg.preset, len(self.tok), cfg.seed)
         self.call = call_id(self.tok)
         self.eot = separator_id(self.tok)
-        self.model = build_model(cfg.preset, len(self.tok), cfg.seed).to(self.device)
-        self.model.to(getattr(torch, cfg.dtype))
+        self.model.to(self.device).to(getattr(torch, cfg.dtype))
         self.net = self._wrap(self.model)
         self.cuda = self.device.split(":")[0] == "cuda"
         self.amp = {"auto": self.cuda, "bf16": True, "none": False}[cfg.amp]
