@@ -399,6 +399,8 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
                 fraction=share if obj == "loss-online" else None,
                 reference_model=args.reference_model,
                 preset=args.preset,
+                init=args.init,
+                **({"lr": args.lr} if args.lr else {}),
                 device=args.device,
                 progress=False,
                 log_every=50,
@@ -457,6 +459,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--objectives", default=",".join(OBJECTIVES))
     ap.add_argument("--reference_model", default="smollm2")
     ap.add_argument("--preset", default="tiny", help="SLM size (tiny, small, paper-334m)")
+    ap.add_argument(
+        "--init", default=None, help="continue pretraining this model instead (e.g. smollm2)"
+    )
+    ap.add_argument("--lr", type=float, default=None, help="peak learning rate (lacy-train's)")
+    ap.add_argument("--tag", default="factworld", help="results file name under --results")
     ap.add_argument("--device", default="cpu", help="where the SLMs train (cpu or cuda)")
     ap.add_argument("--eval_people", type=int, default=None, help="held-out people prompted")
     ap.add_argument("--out", default=None, help="work folder (labels, checkpoints)")
@@ -505,7 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
         "heldout_docs": len(corpus["docs"]["heldout"]),
         "budget": args.budget,
         "seeds": args.seeds,
-        "preset": args.preset,
+        "preset": f"{args.init} (continued)" if args.init else args.preset,
         "value_share": value_share,
         "cpu": cpu_name(),
         "date": time.strftime("%Y-%m-%d"),
@@ -513,7 +520,7 @@ def main(argv: list[str] | None = None) -> dict:
         "labels": {"lacy": profile, "loss": loss_profile},
     }
     os.makedirs(args.results, exist_ok=True)
-    write_results(os.path.join(args.results, "factworld"), summary, profile, meta)
+    write_results(os.path.join(args.results, args.tag), summary, profile, meta)
     figures = {
         "out": args.out,
         "label_time_s": round(t_label, 1),
