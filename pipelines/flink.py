@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import (
 
 from lacy_labels import cli
 from lacy_labels.cli import setting
+from pipelines.metrics import add_counter, add_distribution
 
 log = logging.getLogger("lacy")
 SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "flink" / "flink.sh"
@@ -145,14 +146,9 @@ def job_counters(master: str, job: str | None = None, namespace: str = "lacy") -
                 continue
             values, name = _varints(base64.b64decode(info["payload"])), labels["NAME"]
             if info["type"].endswith("sum_int64:v1"):
-                out[name] = out.get(name, 0) + values[0]
+                add_counter(out, name, values[0])
             elif info["type"].endswith("distribution_int64:v1"):
-                count, total, lo, hi = values
-                prev = out.get(name, {"count": 0, "sum": 0, "min": lo, "max": hi})
-                out[name] = {
-                    "count": prev["count"] + count, "sum": prev["sum"] + total,
-                    "min": min(prev["min"], lo), "max": max(prev["max"], hi),
-                }  # fmt: skip
+                add_distribution(out, name, *values[:4])
     return dict(sorted(out.items()))
 
 

@@ -19,10 +19,10 @@ from lacy_labels import codec
 from lacy_labels.validate import validate
 from pipelines import outputs, stats
 from pipelines.config import LabelConfig
+from pipelines.metrics import NAMESPACE
 from pipelines.plan import Plan
 from pipelines.sources import read_file
 from pipelines.transforms import (
-    NAMESPACE,
     REJECTS,
     AnnotateDoFn,
     LabelDoFn,

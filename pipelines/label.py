@@ -25,10 +25,10 @@ from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
 from pipelines.graph import build
 from pipelines.local_workers import beam_options, local_env, worker_env
+from pipelines.metrics import beam_counters
 from pipelines.plan import fixed_threshold, plan_sizes, planned_workers, resolve_threads
 from pipelines.provenance import provenance
 from pipelines.sources import expand_inputs
-from pipelines.transforms import NAMESPACE
 
 log = logging.getLogger("lacy")
 
@@ -97,31 +97,6 @@ class JobFailed(RuntimeError):
             f"the job failed on the runner: {why}\n{out} is incomplete (no stats.json, so "
             "lacy-publish refuses it); fix the cause and label again with --overwrite"
         )
-
-
-def beam_counters(result) -> dict:
-    """lacy's Beam counters and distributions (committed values) by name, summed over the steps
-    that report them; {} for a runner without metrics."""
-    from apache_beam.metrics.metric import MetricsFilter
-
-    try:
-        q = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
-    except NotImplementedError:  # e.g. Beam's DaskRunner keeps no metrics
-        return {}
-    out: dict = {}
-    for c in q["counters"]:
-        name = c.key.metric.name
-        out[name] = out.get(name, 0) + c.committed
-    for d in q["distributions"]:
-        name, v = d.key.metric.name, d.committed
-        prev = out.get(name, {"count": 0, "sum": 0, "min": v.min, "max": v.max})
-        out[name] = {
-            "count": prev["count"] + v.count,
-            "sum": prev["sum"] + v.sum,
-            "min": min(prev["min"], v.min),
-            "max": max(prev["max"], v.max),
-        }
-    return dict(sorted(out.items()))
 
 
 def finish(cfg: LabelConfig, wall: float) -> dict:

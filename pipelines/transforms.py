@@ -23,9 +23,9 @@ from lacy_labels.memory import release_free_memory
 from lacy_labels.records import add_labels
 from lacy_labels.validate import Reject, resolve_duplicates
 from pipelines.config import LabelConfig
+from pipelines.metrics import NAMESPACE
 
 REJECTS = "rejects"
-NAMESPACE = "lacy"
 log = logging.getLogger("lacy")
 
 
