@@ -8,18 +8,25 @@ import numpy as np
 
 from lacy_labels.grammar import WordFeatures
 
+# Closed-class UPOS tags, measured on the shipped leads as 7.5% of fact tokens under the rule
+# without exclusion. ADV stays: it holds ordinals ("second", "fourth") as well as hedges.
+FUNCTION_POS = ("ADP", "AUX", "CCONJ", "DET", "PART", "PRON", "PUNCT", "SCONJ")
+
 
 @dataclass(frozen=True)
 class FactRule:
     """A word is a fact when it lies in a named entity whose type is in `entity_types` (empty =
-    every type), or its coarse POS is in `pos`, or its dependency label is in `deps`.
-    Whitespace words are never facts. Default: any entity, PROPN or NUM (about 17% of spaCy
-    tokens on Wikipedia leads)."""
+    every type), or its coarse POS is in `pos`, or its dependency label is in `deps`, unless its
+    coarse POS is in `exclude_pos`: function words that never carry a fact by themselves ("the"
+    of "the Summer Olympics", "of", "and", "'s", the hyphen of "1867-1934"), even inside an
+    entity. Whitespace words are never facts. `exclude_pos=()` is the rule before that
+    exclusion. Default: any entity, PROPN or NUM, function words aside."""
 
     entity_types: tuple[str, ...] = ()
     use_entities: bool = True
     pos: tuple[str, ...] = ("PROPN", "NUM")
     deps: tuple[str, ...] = field(default_factory=tuple)
+    exclude_pos: tuple[str, ...] = FUNCTION_POS
 
     @classmethod
     def from_dict(cls, d: dict) -> FactRule:
@@ -46,5 +53,5 @@ class FactRule:
             fact |= np.isin(f.pos, list(self.pos))
         if self.deps:
             fact |= np.isin(f.dep, list(self.deps))
-        fact &= f.pos != "SPACE"
+        fact &= ~np.isin(f.pos, ["SPACE", *self.exclude_pos])
         return fact

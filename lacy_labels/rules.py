@@ -2,6 +2,9 @@
 
 - `lacy`: a fact token whose reference loss is at or above a threshold taken over fact tokens
   (default the 40th percentile, so the top 60% of facts by loss are delegated);
+- with `min_loss` (nats), a token is delegated only when its loss is also at or above that
+  floor: a fact the reference model predicts well (a repeated name, the "19" of a year) is
+  learnable, whatever the quantile over the dataset's facts says;
 - `loss`: any token whose loss is at or above the (1 - fraction) quantile over all tokens
   (default fraction 0.15);
 - `none`: nothing is delegated.
@@ -29,6 +32,7 @@ class LabelRule:
     fact_quantile: float = 0.4  # lacy: threshold quantile over fact-token losses
     loss_fraction: float = 0.15  # loss: share of all tokens delegated
     scope: str = "dataset"  # where thresholds come from: the whole dataset or each document
+    min_loss: float = 0.0  # an absolute floor (nats) under every threshold
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -39,6 +43,8 @@ class LabelRule:
             raise ValueError("fact_quantile must be in [0, 1]")
         if not 0.0 <= self.loss_fraction <= 1.0:
             raise ValueError("loss_fraction must be in [0, 1]")
+        if not self.min_loss >= 0.0:
+            raise ValueError("min_loss must be >= 0 nats")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,7 +88,7 @@ class LabelRule:
         if threshold is None:
             return out
         with np.errstate(invalid="ignore"):
-            out = loss >= np.float32(threshold)
+            out = loss >= np.float32(max(threshold, self.min_loss))
         if self.rule == "lacy":
             out &= np.asarray(is_fact, dtype=bool)
         return out & ~np.isnan(loss)

@@ -91,7 +91,8 @@ labelling: a subword is a `<CALL>` target (`delegate`) when a spaCy-based fact p
 - Rule: `{rule["rule"]}` (scope `{rule["scope"]}`): {_rule_text(rule)}
 - Threshold used: `{stats.get("threshold")}` nats (from {stats.get("threshold_source")}).
 - Fact proxy: `{json.dumps(provenance["fact_rule"])}` (a word is a fact when it lies in a named
-  entity of the listed types (empty = any), or its coarse POS or dependency label is listed).
+  entity of the listed types (empty = any), or its coarse POS or dependency label is listed,
+  and its coarse POS is not excluded).
 - Reference losses: `-log p(token | start token, all preceding tokens)`, windows of
   {provenance["window"]} positions with at least {provenance["min_context"]} tokens of left
   context.
@@ -114,11 +115,14 @@ are in `stats.json` and the resolved settings in `config.json`.
 
 
 def _rule_text(rule: dict) -> str:
+    floor = rule.get("min_loss") or 0.0
+    also = f" and at least {floor:g} nats" if floor else ""
     if rule["rule"] == "lacy":
         return (
             f"fact tokens whose loss is at or above the {rule['fact_quantile']:.0%} quantile "
-            f"of fact-token losses are delegated (the top {1 - rule['fact_quantile']:.0%})."
+            f"of fact-token losses{also} are delegated (the top {1 - rule['fact_quantile']:.0%}"
+            f"{', above the floor' if floor else ''})."
         )
     if rule["rule"] == "loss":
-        return f"the top {rule['loss_fraction']:.0%} of all tokens by loss are delegated."
+        return f"the top {rule['loss_fraction']:.0%} of all tokens by loss{also} are delegated."
     return "nothing is delegated."

@@ -49,6 +49,11 @@ class LabelConfig:
     fact_use_entities: bool = _f(_FACT.use_entities, "words inside named entities are facts")
     fact_pos: list[str] = _f(_FACT.pos, "coarse POS tags that are facts", nargs="*")
     fact_deps: list[str] = _f(_FACT.deps, "dependency labels that are facts", nargs="*")
+    fact_exclude_pos: list[str] = _f(
+        _FACT.exclude_pos,
+        "coarse POS tags that are never facts, even inside an entity (give none to keep them)",
+        nargs="*",
+    )
     # Reference model
     reference_model: str = _f(DEFAULT_MODEL, "'smollm2' (shipped), a .gguf file or a model folder")
     model_cache: str | None = _f(None, "cache for converted models (default ~/.cache/lacy)")
@@ -88,6 +93,9 @@ class LabelConfig:
         _LABEL.fact_quantile, "lacy: delegate facts at or above this loss quantile"
     )
     loss_fraction: float = _f(_LABEL.loss_fraction, "loss: delegate this share of all tokens")
+    min_loss: float = _f(
+        _LABEL.min_loss, "delegate only tokens whose reference loss is at least this (nats)"
+    )
     threshold_scope: str = _f(
         _LABEL.scope, "thresholds over the whole dataset or per document", choices=SCOPES
     )
@@ -113,10 +121,13 @@ class LabelConfig:
             use_entities=self.fact_use_entities,
             pos=tuple(self.fact_pos),
             deps=tuple(self.fact_deps),
+            exclude_pos=tuple(self.fact_exclude_pos),
         )
 
     def label_rule(self) -> LabelRule:
-        return LabelRule(self.rule, self.fact_quantile, self.loss_fraction, self.threshold_scope)
+        return LabelRule(
+            self.rule, self.fact_quantile, self.loss_fraction, self.threshold_scope, self.min_loss
+        )
 
     def score_config(self) -> ScoreConfig:
         return ScoreConfig(self.window, self.min_context, self.batch_tokens)

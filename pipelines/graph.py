@@ -188,6 +188,7 @@ def _assemble_stats(summary, n_in, by_reason, thresholds, loss_sketch, cfg, plan
         "rejected_by_reason": dict(sorted(by_reason.items())),
         "rule": cfg.rule,
         "threshold_scope": cfg.threshold_scope,
+        "min_loss": cfg.min_loss,
         "threshold": thresholds["threshold"],
         "threshold_source": thresholds["threshold_source"],
         "threshold_population_quantiles": thresholds.get("population_quantiles"),

@@ -107,7 +107,7 @@ def resolve_threads(
 
 def fixed_threshold(cfg: LabelConfig) -> dict | None:
     """{"value", "source"} of a fixed threshold (--threshold or --threshold_from), else None.
-    A previous output must have used the same rule, quantile and reference model."""
+    A previous output must have used the same rule, quantile, fact proxy and reference model."""
     if cfg.threshold is not None:
         return {"value": float(cfg.threshold), "source": "--threshold"}
     if not cfg.threshold_from:
@@ -119,7 +119,10 @@ def fixed_threshold(cfg: LabelConfig) -> dict | None:
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"--threshold_from {prev}: not a labelled output ({e})") from None
     same = ("rule", "fact_quantile", "loss_fraction", "threshold_scope", "reference_model")
-    differ = [k for k in same if settings.get(k) != getattr(cfg, k)]
+    same += ("fact_entity_types", "fact_use_entities", "fact_pos", "fact_deps", "fact_exclude_pos")
+    # min_loss may differ: it is applied here, on top of the previous output's threshold
+    mine = cfg.to_dict()  # lists, as config.json holds them
+    differ = [k for k in same if settings.get(k) != mine[k]]
     if differ:
         raise ValueError(
             f"--threshold_from {prev}: its labels used other settings ({', '.join(differ)})"

@@ -50,3 +50,25 @@ def test_unknown_key_is_an_error():
 def test_space_is_never_a_fact():
     w = words(pos=["SPACE"], ent_iob=["I"], ent_type=["ORG"])
     assert not FactRule().word_is_fact(w).any()
+
+
+def test_function_words_are_not_facts_even_inside_an_entity():
+    """ "the Summer Olympics", "University of Oslo": the determiner and the adposition inside the
+    entity span are not facts by default; `exclude_pos=()` counts them as before."""
+    w = words(
+        pos=["DET", "PROPN", "PROPN", "PROPN", "ADP", "PROPN", "PUNCT", "NUM"],
+        ent_iob=["B", "I", "I", "B", "I", "I", "B", "I"],
+        ent_type=["EVENT", "EVENT", "EVENT", "ORG", "ORG", "ORG", "DATE", "DATE"],
+    )
+    assert FactRule().word_is_fact(w).tolist() == [
+        False,
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
+    assert FactRule(exclude_pos=()).word_is_fact(w).all()
+    assert FactRule.from_dict(FactRule().to_dict()) == FactRule()

@@ -268,3 +268,24 @@ def test_document_scope_labels_each_document_by_its_own_threshold(
     for r in table.to_pylist():
         n_fact, n_dele = sum(r["is_fact"]), sum(r["delegate"])
         assert abs(n_dele - 0.6 * n_fact) <= 1  # ties aside, each document's own 60%
+
+
+def test_loss_floor_on_the_dataset_threshold_and_on_a_fixed_one(
+    tmp_path, small_input, tiny_model_dir
+):
+    """--min_loss is recorded in config.json and stats.json and applied the same way over this
+    run's threshold and over one taken from a previous output."""
+    common = ["--input", small_input, "--reference_model", tiny_model_dir]
+    plain, table, _ = run(tmp_path / "plain", *common)
+    losses = sorted(x for r in table.to_pylist() for x, f in zip(r["ref_loss"], r["is_fact"]) if f)
+    floor = losses[int(0.8 * len(losses))]  # above the 40% quantile threshold: it bites
+    assert floor > plain["threshold"]
+    for name, extra in (("own", []), ("fixed", ["--threshold_from", tmp_path / "plain"])):
+        stats, t, _ = run(tmp_path / name, *common, *extra, "--min_loss", floor)
+        assert stats["min_loss"] == floor and stats["threshold"] == plain["threshold"]
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["settings"]["min_loss"] == floor
+        for r in t.to_pylist():
+            want = [f and x >= floor for f, x in zip(r["is_fact"], r["ref_loss"])]
+            assert r["delegate"] == want
+        assert 0 < stats["delegated_tokens"] < plain["delegated_tokens"]

@@ -51,3 +51,18 @@ def test_bad_settings_are_errors():
         LabelRule(fact_quantile=1.5)
     with pytest.raises(ValueError):
         LabelRule(scope="batch")
+
+
+def test_a_loss_floor_keeps_predictable_facts_learnable():
+    """With min_loss, a fact is delegated only at or above both the quantile threshold and the
+    floor; the threshold itself is still the quantile over every fact."""
+    rule = LabelRule("lacy", min_loss=3.0)
+    assert rule.threshold(LOSS, FACT) == pytest.approx(2.0)  # the quantile is unchanged
+    d = rule.delegate(LOSS, FACT)
+    assert np.nonzero(d)[0].tolist() == [1, 8]  # facts at 4.0 and 5.0; 2.0 and 2.5 fall
+    assert np.nonzero(rule.delegate(LOSS, FACT, threshold=4.5))[0].tolist() == [8]
+    assert np.nonzero(LabelRule("loss", loss_fraction=0.5, min_loss=4.5).delegate(LOSS, FACT))[
+        0
+    ].tolist() == [6, 8]
+    with pytest.raises(ValueError, match="min_loss"):
+        LabelRule(min_loss=-1.0)
