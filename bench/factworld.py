@@ -37,6 +37,7 @@ from lacy_labels import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORLD = os.path.join(ROOT, "bench", "assets", "factworld.json")
+SECOND_WORLD = os.path.join(ROOT, "bench", "assets", "factworld_companies.json")  # kept apart
 OTHER, VALUE, CHOICE = 0, 1, 2
 KINDS = {"value": VALUE, "choice": CHOICE}
 FIELD = re.compile(r"\{([^{}]*)\}")
@@ -384,6 +385,41 @@ HEADLINE = (
 )
 
 
+CLAIMS = ("value_accuracy@values", "value_accuracy@22%", "gen_factscore")
+
+
+def baseline_of(metric: str) -> str:
+    """The uncertainty-baseline figure of a claim's metric."""
+    return metric.replace("gen_", "gen_uncertainty_") if metric.startswith("gen_") else (
+        f"uncertainty_{metric}"
+    )  # fmt: skip
+
+
+def verdict(results: dict, winner: str = "lacy") -> dict:
+    """Per claim metric, the rivals `winner` does not beat beyond seed noise: its mean minus its
+    sample std (ddof 1) must exceed each other arm's and each uncertainty baseline's mean plus
+    std. Also whether it puts fewer calls on choices than the loss rules."""
+
+    def band(runs, key):
+        v = np.array([r[key] for r in runs], dtype=np.float64)
+        sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+        return float(v.mean()), sd
+
+    if winner not in results:
+        return {}
+    out = {}
+    for m in CLAIMS:
+        mean, sd = band(results[winner], m)
+        rivals = {a: band(r, m) for a, r in results.items() if a != winner}
+        rivals |= {f"{a} (uncertainty)": band(r, baseline_of(m)) for a, r in results.items()}
+        out[m] = sorted(a for a, (mu, s) in rivals.items() if not mean - sd > mu + s)
+    key = "calls_on_choices@values"
+    loss_arms = [a for a in ("loss", "loss-online") if a in results]
+    mine = band(results[winner], key)[0]
+    out["fewer_calls_on_choices_than"] = {a: mine < band(results[a], key)[0] for a in loss_arms}
+    return out
+
+
 def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: float) -> dict:
     from trainer.train import TrainConfig, Trainer
 
@@ -400,6 +436,7 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
                 reference_model=args.reference_model,
                 preset=args.preset,
                 init=args.init,
+                compact_vocab=args.vocab == "compact" and not args.init,
                 **({"lr": args.lr} if args.lr else {}),
                 device=args.device,
                 progress=False,
@@ -407,8 +444,8 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
             )
             trainer = Trainer(cfg)
             trainer.fit()
-            trainer.model.eval()
-            r = evaluate(trainer.model, trainer.tok, heldout, items, budgets, cfg.seq_len)
+            slm = trainer.slm().eval()
+            r = evaluate(slm, trainer.tok, heldout, items, budgets, cfg.seq_len)
             results.setdefault(obj, []).append(r | {"steps": trainer.step})
             print(obj, seed, json.dumps(r), flush=True)
     return results
@@ -433,6 +470,10 @@ def write_results(path: str, summary: dict, profile: dict, meta: dict) -> None:
         "",
         *mean_std_table(summary, HEADLINE, digits=3),
     ]
+    lines += ["", "Beyond seed noise (lacy's mean - std > mean + std, sample std over seeds); "
+              "rivals lacy does not beat:", ""]  # fmt: skip
+    for m, rivals in meta["verdict"].items():
+        lines.append(f"- {m}: {json.dumps(rivals) if rivals else 'none'}")
     lines += ["", "Labels (training biographies): " + json.dumps(meta["labels"])]
     with open(f"{path}.md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
@@ -462,6 +503,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument(
         "--init", default=None, help="continue pretraining this model instead (e.g. smollm2)"
     )
+    ap.add_argument(
+        "--vocab", default="compact", choices=("compact", "full"),
+        help="SLMs train on the token ids of the world (compact) or the whole vocabulary",
+    )  # fmt: skip
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (lacy-train's)")
     ap.add_argument("--tag", default="factworld", help="results file name under --results")
     ap.add_argument("--device", default="cpu", help="where the SLMs train (cpu or cuda)")
@@ -518,6 +563,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": time.strftime("%Y-%m-%d"),
         "total_time_s": time.time() - t0,
         "labels": {"lacy": profile, "loss": loss_profile},
+        "verdict": verdict(results),
     }
     os.makedirs(args.results, exist_ok=True)
     write_results(os.path.join(args.results, args.tag), summary, profile, meta)
@@ -536,6 +582,7 @@ def main(argv: list[str] | None = None) -> dict:
         "lacy_value_delegated": profile["value_delegated"],
         "loss_value_delegated": loss_profile["value_delegated"],
         **{f"{obj}_{k}": round(ms[k][0], 4) for obj, ms in summary.items() for k in HEADLINE},
+        "not_beaten_beyond_noise": meta["verdict"],
     }
     emit(figures)
     return {"summary": summary, "figures": figures, "results": results}

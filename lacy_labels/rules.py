@@ -32,7 +32,7 @@ class LabelRule:
     fact_quantile: float = 0.4  # lacy: threshold quantile over fact-token losses
     loss_fraction: float = 0.15  # loss: share of all tokens delegated
     scope: str = "dataset"  # where thresholds come from: the whole dataset or each document
-    min_loss: float = 0.0  # an absolute floor (nats) under every threshold
+    min_loss: float = 1.0  # an absolute floor (nats) under every threshold (docs/design.md)
 
     def __post_init__(self):
         if self.rule not in RULES:

@@ -22,8 +22,9 @@ def test_render_records_exact_value_and_choice_spans():
     assert (vk, va, text[vs:ve]) == ("value", "city", "Lyon")
 
 
-def test_biographies_state_every_attribute_once_among_fillers():
-    world = fw.load_world(fw.DEFAULT_WORLD) | {"people": 30, "held_out": 10}
+@pytest.mark.parametrize("path", [fw.DEFAULT_WORLD, fw.SECOND_WORLD])
+def test_biographies_state_every_attribute_once_among_fillers(path):
+    world = fw.load_world(path) | {"people": 30, "held_out": 10}
     corpus = fw.build_corpus(world)
     assert len(corpus["docs"]["train"]) == 20 * world["bios_per_person"]
     person = corpus["people"][0]
@@ -75,6 +76,24 @@ def test_factscore_by_hand():
 
 
 @pytest.mark.slow
+def test_verdict_asks_for_a_margin_beyond_seed_noise():
+    def runs(key_values):
+        return [dict.fromkeys(fw.CLAIMS, v) | {"calls_on_choices@values": c} for v, c in key_values]
+
+    def with_baselines(arm, base):
+        return [r | {fw.baseline_of(m): base for m in fw.CLAIMS} for r in arm]
+
+    lacy = with_baselines(runs([(0.60, 0.02), (0.62, 0.02), (0.64, 0.02)]), 0.3)  # 0.62 ± 0.02
+    close = with_baselines(runs([(0.58, 0.2), (0.59, 0.2), (0.60, 0.2)]), 0.3)  # 0.59 ± 0.01
+    far = with_baselines(runs([(0.40, 0.01), (0.50, 0.01), (0.45, 0.01)]), 0.59)  # 0.45 ± 0.05
+    v = fw.verdict({"lacy": lacy, "loss": close, "rho": far})
+    assert v["value_accuracy@values"] == ["loss"]  # 0.60 > 0.60 fails; 0.60 > 0.50 holds
+    assert v["fewer_calls_on_choices_than"] == {"loss": True}
+    v = fw.verdict({"lacy": lacy, "rho": [r | {fw.baseline_of(m): 0.61 for m in fw.CLAIMS}
+                                           for r in far]})  # fmt: skip
+    assert v["gen_factscore"] == ["rho (uncertainty)"]
+
+
 def test_a_tiny_world_end_to_end(tmp_path, tiny_model_dir):
     world = fw.load_world(fw.DEFAULT_WORLD) | {"people": 24, "held_out": 6, "bios_per_person": 1}
     (tmp_path / "world.json").write_text(json.dumps(world))

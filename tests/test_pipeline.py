@@ -48,19 +48,21 @@ def test_end_to_end_with_the_real_reference_model(tmp_path, small_input):
     for r in rows:
         assert all(f for f, d in zip(r["is_fact"], r["delegate"]) if d)  # delegate => fact
         assert all(loss is not None for loss in r["ref_loss"])
-    assert_top_60_percent_of_facts_delegated(rows, stats)
+    assert_delegated_at_threshold_and_floor(rows, stats)
+    assert stats["min_loss"] == 1.0  # the default floor
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["settings"]["rule"] == "lacy" and cfg["provenance"]["spacy_model"]
 
 
-def assert_top_60_percent_of_facts_delegated(rows, stats):
-    """Read from the `delegate` column: 60% of facts (to one token), and exactly the facts whose
-    loss reaches the dataset threshold."""
+def assert_delegated_at_threshold_and_floor(rows, stats):
+    """Read from the `delegate` column: exactly the facts whose loss reaches both the dataset
+    threshold and the floor; without a floor, 60% of facts (to one token)."""
     n_fact = sum(sum(r["is_fact"]) for r in rows)
     n_dele = sum(sum(r["delegate"]) for r in rows)
     assert n_dele == stats["delegated_tokens"] and n_fact == stats["fact_tokens"]
-    assert abs(n_dele - 0.6 * n_fact) <= 1
-    t = stats["threshold"]
+    if stats["min_loss"] == 0:
+        assert abs(n_dele - 0.6 * n_fact) <= 1
+    t = max(stats["threshold"], stats["min_loss"])
     for r in rows:
         want = [f and loss >= t for f, loss in zip(r["is_fact"], r["ref_loss"])]
         assert r["delegate"] == want
@@ -68,16 +70,24 @@ def assert_top_60_percent_of_facts_delegated(rows, stats):
 
 def test_repeated_paragraph_does_not_collapse_the_threshold(tmp_path, wiki_docs):
     """A corpus dominated by one document that repeats a paragraph: the model memorises the
-    repeats (losses near 0), and the dataset threshold must still delegate 60% of facts."""
+    repeats (losses near 0). Without a floor the dataset threshold still delegates 60% of facts;
+    the default floor (1 nat) keeps the memorised repeats learnable instead."""
     para = "Ada Lovelace was born in London on 10 December 1815 and died in 1852."
     docs = [{"id": "repeat", "text": " ".join([para] * 150)}]
     docs += [{"id": d["id"], "text": d["text"][:300]} for d in wiki_docs[1:3]]
-    stats, table, _ = run(tmp_path / "out", "--input", write_jsonl(tmp_path / "r.jsonl", docs))
+    src = write_jsonl(tmp_path / "r.jsonl", docs)
+    stats, table, _ = run(tmp_path / "out", "--input", src, "--min_loss", 0)
     rows = table.to_pylist()
     fact_losses = sorted(x for r in rows for x, f in zip(r["ref_loss"], r["is_fact"]) if f)
     assert fact_losses[int(0.4 * len(fact_losses))] < 1e-3  # the case is really adversarial
     assert 0 < stats["threshold"] < 1e-3
-    assert_top_60_percent_of_facts_delegated(rows, stats)
+    assert_delegated_at_threshold_and_floor(rows, stats)
+    floored, table, _ = run(tmp_path / "floored", "--input", src)
+    assert floored["threshold"] == stats["threshold"]
+    assert_delegated_at_threshold_and_floor(table.to_pylist(), floored)
+    repeat = next(r for r in table.to_pylist() if r["id"] == "repeat")
+    tail = len(repeat["delegate"]) // 2  # the memorised second half of the repeats
+    assert sum(repeat["delegate"][tail:]) < 0.05 * sum(repeat["is_fact"][tail:])
 
 
 def test_existing_output_is_refused_without_overwrite(tmp_path, small_input):

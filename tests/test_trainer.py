@@ -311,3 +311,44 @@ def test_cascade_spends_the_budget_on_the_highest_scores():
         "call_rate": 0.4,
         "calls_on_facts": 1.0,
     }
+
+
+@pytest.mark.slow
+def test_compact_vocabulary_trains_the_same_objective_and_loads_as_a_full_model(shards, tmp_path):
+    """--compact_vocab: rows for the shards' ids only, the same losses as the full-vocabulary
+    view of the same network, and a checkpoint that loads over the full vocabulary."""
+    from trainer.data import SequenceLoader
+    from trainer.model import load_checkpoint
+    from trainer.objectives import compute_loss
+    from trainer.train import TrainConfig, Trainer
+    from trainer.vocab import CompactLM, CompactVocab, shard_token_ids
+
+    tr = Trainer(small_cfg(shards, tmp_path / "ck", compact_vocab=True))
+    seen = shard_token_ids(shards)
+    assert len(tr.vocab) == len(set(seen.tolist()) | {tr.eot}) + 2  # + other-ids row, <CALL>
+    assert tr.model.config.vocab_size == len(tr.vocab) < 2000
+    full = CompactLM(tr.model, tr.vocab)
+    b = SequenceLoader(str(shards), 32, 4, tr.eot).next_batch()
+    t = torch.from_numpy
+    with torch.no_grad():
+        want, _ = compute_loss(
+            "lacy", full(input_ids=t(b.input_ids)).logits, t(b.targets), t(b.delegate),
+            t(b.is_fact), t(b.ref_loss), tr.call,
+        )  # fmt: skip
+    hist = tr.fit()
+    assert abs(hist[0]["loss"] - float(want)) < 1e-5
+    assert CompactVocab.load(tmp_path / "ck") == tr.vocab
+    model, tok = load_checkpoint(tmp_path / "ck")
+    assert isinstance(model, CompactLM)
+    with torch.no_grad():
+        logits = model(input_ids=t(b.input_ids[:1])).logits
+    assert logits.shape[-1] == len(tok) == 49153
+    assert torch.allclose(torch.logsumexp(logits.log_softmax(-1), -1), torch.zeros(1), atol=1e-4)
+    outside = np.setdiff1d(np.arange(len(tok)), np.array(tr.vocab.ids[1:]))
+    rest = logits[0, 0, outside]
+    assert torch.isfinite(logits).all() and bool((rest == rest[0]).all())
+    resumed = Trainer(small_cfg(shards, tmp_path / "ck", compact_vocab=True, resume=True))
+    assert resumed.vocab == tr.vocab and resumed.step == 6
+    with pytest.raises(ValueError, match="compact_vocab"):
+        cfg = TrainConfig(data="x", output="y", max_steps=1, init="smollm2", compact_vocab=True)
+        cfg.validate()

@@ -130,9 +130,15 @@ def separator_id(tok) -> int:
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """(model, tokenizer) from a save_pretrained folder."""
+    """(model, tokenizer) from a save_pretrained folder; a model trained on a compact
+    vocabulary comes wrapped in `trainer.vocab.CompactLM` (full-vocabulary ids and logits)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.vocab import CompactLM, CompactVocab
 
     model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
     tok = AutoTokenizer.from_pretrained(path)
+    vocab = CompactVocab.load(path)
+    if vocab is not None:
+        model = CompactLM(model, vocab)
     return model.to(device).eval(), tok

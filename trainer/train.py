@@ -49,6 +49,7 @@ from trainer.model import (
     separator_id,
 )
 from trainer.objectives import OBJECTIVES, compute_loss
+from trainer.vocab import CompactLM, CompactVocab
 
 STATE_FILE = "training_state.pt"
 AMP = ("auto", "bf16", "none")
@@ -98,11 +99,18 @@ class TrainConfig:
     log_every: int = setting(10, "steps between metrics.jsonl lines")
     save_every: int = setting(0, "steps between checkpoints (0: at the end only)")
     reference_model: str = setting(DEFAULT_MODEL, "the labels' reference model (its tokenizer)")
+    compact_vocab: bool = setting(
+        False,
+        "train on the token ids present in --data only (embeddings and output layer shrink to "
+        "them; checkpoints still load with the full vocabulary): for small corpora",
+    )
     progress: bool = setting(True, "progress bar on stderr")
 
     def validate(self) -> TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {self.objective!r}")
+        if self.compact_vocab and self.init:
+            raise ValueError("--compact_vocab trains a fresh --preset; it cannot shrink --init")
         if bool(self.max_steps) == bool(self.token_budget):
             raise ValueError("give one of --max_steps and --token_budget")
         return self
@@ -180,13 +188,19 @@ class Trainer:
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
         seed_everything(cfg.seed)
+        self.vocab = None
         if cfg.init:
             self.model, self.tok = load_pretrained_slm(cfg.init, cfg.reference_model)
         else:
             self.tok = load_slm_tokenizer(cfg.reference_model)
-            self.model = build_model(cfg.preset, len(self.tok), cfg.seed)
         self.call = call_id(self.tok)
         self.eot = separator_id(self.tok)
+        if not cfg.init:
+            self.vocab = self._compact_vocab() if cfg.compact_vocab else None
+            rows = len(self.vocab) if self.vocab else len(self.tok)
+            self.model = build_model(cfg.preset, rows, cfg.seed)
+        self.lut = self.vocab.lut if self.vocab else None
+        self.call_row = self.vocab.call_row if self.vocab else self.call
         self.model.to(self.device).to(getattr(torch, cfg.dtype))
         self.net = self._wrap(self.model)
         self.cuda = self.device.split(":")[0] == "cuda"
@@ -213,6 +227,18 @@ class Trainer:
             cfg.data, cfg.seq_len, cfg.batch_size, self.eot, position, self.dist.rank, world
         )
 
+    def slm(self):
+        """The trained model over the full vocabulary (what `load_checkpoint` returns)."""
+        return CompactLM(self.model, self.vocab) if self.vocab else self.model
+
+    def _compact_vocab(self) -> CompactVocab:
+        """The checkpoint's map when resuming, else the ids in --data (with SEP and <CALL>)."""
+        if self.cfg.resume:
+            saved = CompactVocab.load(self.out)
+            if saved is not None:
+                return saved
+        return CompactVocab.from_shards(self.cfg.data, self.call, len(self.tok), [self.eot])
+
     def _wrap(self, model):
         if self.dist.world == 1:
             return model
@@ -229,6 +255,8 @@ class Trainer:
     def _micro_step(self, sync: bool) -> list[float]:
         """Forward + backward of one micro-batch; [loss, gt, call, trained targets]."""
         cfg, b = self.cfg, self.loader.next_batch()
+        if self.lut is not None:  # ids -> compact rows (every target is in the vocabulary)
+            b.input_ids, b.targets = self.lut[b.input_ids], self.lut[b.targets]
         t = lambda a: torch.from_numpy(a).to(self.device, non_blocking=True)  # noqa: E731
         quiet = self.net.no_sync() if self.dist.world > 1 and not sync else contextlib.nullcontext()
         with quiet:
@@ -241,7 +269,7 @@ class Trainer:
                 t(b.delegate),
                 t(b.is_fact),
                 t(b.ref_loss),
-                self.call,
+                self.call_row,
                 cfg.fraction,
             )
             (loss / self.accum).backward()
@@ -310,6 +338,8 @@ class Trainer:
     def _write_checkpoint(self) -> None:
         self.model.save_pretrained(self.out, safe_serialization=True)
         self.tok.save_pretrained(self.out)
+        if self.vocab is not None:
+            self.vocab.save(self.out)
         (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
         state = {
             "optimizer": self.opt.state_dict(),
