@@ -1,6 +1,6 @@
 """A fact world where the truth is known: do LaCy labels teach an SLM when to delegate?
 
-    python -m bench.factworld [--world bench/assets/factworld.json] [--budget 50000] [--seeds 3]
+    python -m bench.factworld [--world bench/assets/factworld.json] [--budget 150000] [--seeds 5]
 
 Invented people get attribute values (drawn once per person) and biographies built from
 templates; `{a|b|c}` in a template is a harmless choice drawn afresh at every use: wording that
@@ -495,8 +495,8 @@ def write_results(path: str, summary: dict, profile: dict, meta: dict) -> None:
 def main(argv: list[str] | None = None) -> dict:
     ap = cli.ArgParser(description=__doc__.split("\n")[0])
     ap.add_argument("--world", default=DEFAULT_WORLD)
-    ap.add_argument("--budget", type=int, default=50_000, help="ground-truth-gradient targets")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=150_000, help="ground-truth-gradient targets")
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--objectives", default=",".join(OBJECTIVES))
     ap.add_argument("--reference_model", default="smollm2")
     ap.add_argument("--preset", default="tiny", help="SLM size (tiny, small, paper-334m)")
@@ -508,7 +508,9 @@ def main(argv: list[str] | None = None) -> dict:
         help="SLMs train on the token ids of the world (compact) or the whole vocabulary",
     )  # fmt: skip
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (lacy-train's)")
-    ap.add_argument("--tag", default="factworld", help="results file name under --results")
+    ap.add_argument(
+        "--tag", default=None, help="results file name under --results (default: the world's)"
+    )
     ap.add_argument("--device", default="cpu", help="where the SLMs train (cpu or cuda)")
     ap.add_argument("--eval_people", type=int, default=None, help="held-out people prompted")
     ap.add_argument("--out", default=None, help="work folder (labels, checkpoints)")
@@ -566,7 +568,8 @@ def main(argv: list[str] | None = None) -> dict:
         "verdict": verdict(results),
     }
     os.makedirs(args.results, exist_ok=True)
-    write_results(os.path.join(args.results, args.tag), summary, profile, meta)
+    tag = args.tag or os.path.splitext(os.path.basename(args.world))[0]
+    write_results(os.path.join(args.results, tag), summary, profile, meta)
     figures = {
         "out": args.out,
         "label_time_s": round(t_label, 1),

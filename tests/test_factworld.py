@@ -110,8 +110,8 @@ def test_a_tiny_world_end_to_end(tmp_path, tiny_model_dir):
         assert calls == pytest.approx(1, abs=2e-4)
     f = out["figures"]
     assert 0 < f["value_share"] < 0.5
-    assert (tmp_path / "results/factworld.md").read_text().count("\n| ") == 4  # header + 3 rows
-    assert (tmp_path / "results/factworld.png").stat().st_size > 1000
+    assert (tmp_path / "results/world.md").read_text().count("\n| ") == 4  # header + 3 rows
+    assert (tmp_path / "results/world.png").stat().st_size > 1000
     # the diagnosis realigns the held-out stream with the generator's spans (it asserts that its
     # value positions are the evaluation's) and tells first name mentions from repeated ones
     where = fw.main(["--diagnose", "0.2", "--out", str(tmp_path / "work"),
