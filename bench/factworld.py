@@ -390,9 +390,9 @@ CLAIMS = ("value_accuracy@values", "value_accuracy@22%", "gen_factscore")
 
 def baseline_of(metric: str) -> str:
     """The uncertainty-baseline figure of a claim's metric."""
-    return metric.replace("gen_", "gen_uncertainty_") if metric.startswith("gen_") else (
-        f"uncertainty_{metric}"
-    )  # fmt: skip
+    if metric.startswith("gen_"):
+        return "gen_uncertainty_" + metric.removeprefix("gen_")
+    return f"uncertainty_{metric}"
 
 
 def verdict(results: dict, winner: str = "lacy") -> dict:

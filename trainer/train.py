@@ -188,15 +188,14 @@ class Trainer:
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
         seed_everything(cfg.seed)
-        self.vocab = None
         if cfg.init:
             self.model, self.tok = load_pretrained_slm(cfg.init, cfg.reference_model)
         else:
             self.tok = load_slm_tokenizer(cfg.reference_model)
         self.call = call_id(self.tok)
         self.eot = separator_id(self.tok)
+        self.vocab = self._compact_vocab() if cfg.compact_vocab else None  # never with --init
         if not cfg.init:
-            self.vocab = self._compact_vocab() if cfg.compact_vocab else None
             rows = len(self.vocab) if self.vocab else len(self.tok)
             self.model = build_model(cfg.preset, rows, cfg.seed)
         self.lut = self.vocab.lut if self.vocab else None
