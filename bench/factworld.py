@@ -334,18 +334,24 @@ WHERE = {VALUE: "values", CHOICE: "choices", NAME_FIRST: "first_name_mentions",
          NAME_AGAIN: "repeated_names", OTHER: "other"}  # fmt: skip
 
 
+def row_classes(row: dict, spans: list) -> np.ndarray:
+    """Per token of one labelled row: value, choice, first or repeated name mention, other (a
+    value or choice wins where a name overlaps it)."""
+    cls = token_classes(row["char_start"], row["char_end"], spans).astype(np.int8)
+    start, end = np.asarray(row["char_start"]), np.asarray(row["char_end"])
+    names = [(s, e) for s, e, k, _ in spans if k == "name"]
+    for i, (s, e) in enumerate(names):
+        hit = (start < e) & (end > s) & (cls == OTHER)
+        cls[hit] = NAME_FIRST if i == 0 else NAME_AGAIN
+    return cls
+
+
 def stream_classes(heldout_labelled: str, spans: dict) -> np.ndarray:
     """Per target position of the held-out stream (documents in shard order, a separator after
-    each, as trainer.data reads them): value, choice, first or repeated name mention, other."""
+    each, as trainer.data reads them): `row_classes` of each document."""
     parts = []
     for r in read_rows(heldout_labelled):
-        cls = token_classes(r["char_start"], r["char_end"], spans[r["id"]]).astype(np.int8)
-        start, end = np.asarray(r["char_start"]), np.asarray(r["char_end"])
-        names = [(s, e) for s, e, k, _ in spans[r["id"]] if k == "name"]
-        for i, (s, e) in enumerate(names):
-            hit = (start < e) & (end > s) & (cls == OTHER)
-            cls[hit] = NAME_FIRST if i == 0 else NAME_AGAIN
-        parts += [cls, np.array([OTHER], dtype=np.int8)]
+        parts += [row_classes(r, spans[r["id"]]), np.array([OTHER], dtype=np.int8)]
     return np.concatenate(parts)[1:]
 
 

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from bench import factworld as fw
 from bench.common import cpu_name, emit, wiki_docs
 from bench.factworld import DEFAULT_WORLD, build_corpus, label, load_world, read_rows
 from lacy_labels import cli
@@ -29,25 +30,18 @@ KINDS = ("value_first", "value_rest", "choice", "name_first", "name_again", "oth
 
 
 def token_kinds(row: dict, spans: list) -> np.ndarray:
-    """Index into KINDS per token of a fact-world row (a value's first token apart from its rest;
-    a person's first name mention apart from later ones)."""
+    """Index into KINDS per token of a fact-world row: `factworld.row_classes`, with a value's
+    first token apart from its rest."""
+    cls = fw.row_classes(row, spans)
+    kind = np.select(
+        [cls == fw.VALUE, cls == fw.CHOICE, cls == fw.NAME_FIRST, cls == fw.NAME_AGAIN],
+        [KINDS.index(k) for k in ("value_rest", "choice", "name_first", "name_again")],
+        KINDS.index("other"),
+    ).astype(np.int8)
     start, end = np.asarray(row["char_start"]), np.asarray(row["char_end"])
-    kind = np.full(len(start), KINDS.index("other"), dtype=np.int8)
-    names = 0
     for s, e, k, _ in spans:
-        hit = (start < e) & (end > s)
-        if k == "choice":
-            kind[hit] = KINDS.index("choice")
-        elif k == "name":
-            kind[hit & (kind == KINDS.index("other"))] = KINDS.index(
-                "name_first" if names == 0 else "name_again"
-            )
-            names += 1
-    for s, e, k, _ in spans:  # values last: they win where spans overlap
         if k == "value":
-            idx = np.nonzero((start < e) & (end > s))[0]
-            kind[idx] = KINDS.index("value_rest")
-            kind[idx[:1]] = KINDS.index("value_first")
+            kind[np.nonzero((start < e) & (end > s))[0][:1]] = KINDS.index("value_first")
     return kind
 
 

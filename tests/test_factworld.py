@@ -119,3 +119,20 @@ def test_a_tiny_world_end_to_end(tmp_path, tiny_model_dir):
     assert sorted(where) == ["ckpt-lacy-0", "ckpt-loss-0", "ckpt-standard-0"]
     for shares in where.values():
         assert sum(shares.values()) == pytest.approx(1, abs=5e-4)
+
+
+def test_label_kinds_split_values_and_name_mentions():
+    from bench.labels import KINDS, token_kinds
+
+    # "Ada Lee was born in Ghent. Ada Lee grew up there." by hand-made token offsets
+    bounds = [(0, 3), (3, 7), (7, 11), (11, 16), (16, 19), (19, 22), (22, 25), (25, 26),
+              (26, 30), (30, 34), (34, 40)]  # fmt: skip
+    row = {"char_start": [a for a, _ in bounds], "char_end": [b for _, b in bounds]}
+    spans = [(0, 7, "name", None), (20, 25, "value", "birth_city"), (27, 34, "name", None),
+             (35, 40, "choice", None)]  # fmt: skip
+    got = [KINDS[k] for k in token_kinds(row, spans)]
+    assert got == ["name_first"] * 2 + ["other"] * 3 + ["value_first", "value_rest", "other"] + [
+        "name_again",
+        "name_again",
+        "choice",
+    ]
