@@ -2,9 +2,14 @@
 kept apart), train `tiny` SLMs with several objectives under an equal ground-truth-gradient
 budget and several seeds, and evaluate each in cascade with SmolLM2 at a 22% call budget.
 
-    python -m bench.replicate [--train_docs 600] [--eval_docs 40] [--budget 120000] [--seeds 3]
+    python -m bench.replicate [--train-docs 600] [--eval-docs 120] [--budget 120000] [--seeds 3]
 
-Writes DIR/replication.md (table) and DIR/replication.png (mean +/- std per objective) and
+--baseline-args labels the same leads a second time with other pipeline settings (the old label
+defaults: "--min_loss 0 --fact_exclude_pos"): the objectives that read the labels train on both,
+and every SLM is scored on both held-out fact sets, so the two label configs compare on common
+positions, seed by seed.
+
+Writes DIR/replication.md (tables) and DIR/replication.png (mean +/- std per objective) and
 prints its figures as one JSON object on the last line.
 """
 
@@ -14,6 +19,8 @@ import json
 import os
 import tempfile
 import time
+
+import numpy as np
 
 from bench.common import emit, mean_std_table, summarize, wiki_docs
 from lacy_labels import cli
@@ -30,6 +37,10 @@ METRICS = (
     "uncertainty_cascade_fact_accuracy",
     "uncertainty_calls_on_facts",
 )
+# The figures that depend on the fact set (repeated for the baseline's) and the objectives
+# that read the labels (trained once per label config; the others once).
+FACT_METRICS = tuple(m for m in METRICS if "fact" in m)
+LABEL_OBJECTIVES = ("lacy", "lacy-online", "ignore-facts")
 
 
 def label(docs: list[dict], out: str, extra: list[str]) -> None:
@@ -42,7 +53,84 @@ def label(docs: list[dict], out: str, extra: list[str]) -> None:
     pipeline.run(["--input", src, "--output", out, "--overwrite", "--report", "false", *extra])
 
 
-def write_outputs(out_dir: str, summary: dict, args) -> None:
+def arm(obj: str, baseline: str | None) -> str:
+    """Row name of an objective trained on the baseline's labels ("lacy [old-defaults]")."""
+    return f"{obj} [{baseline}]" if baseline else obj
+
+
+def paired(results: dict, baseline: str, metrics) -> dict:
+    """Per label-reading objective and metric: main minus baseline labels, seed by seed, as
+    (mean, sample std) over the seeds."""
+    out = {}
+    for obj in results:
+        if arm(obj, baseline) not in results:
+            continue
+        for m in metrics:
+            d = [a[m] - b[m] for a, b in zip(results[obj], results[arm(obj, baseline)])]
+            out[f"{obj}: {m}"] = (
+                float(np.mean(d)),
+                float(np.std(d, ddof=1)) if len(d) > 1 else 0.0,
+            )
+    return out
+
+
+def fact_set_view(summary: dict, prefix: str) -> dict:
+    """The summary's figures on one fact set ("" = the main labels', "NAME/" = the baseline's)."""
+    return {
+        row: {m: ms[prefix + m] for m in FACT_METRICS if prefix + m in ms}
+        for row, ms in summary.items()
+    }
+
+
+def write_outputs(out_dir: str, summary: dict, results: dict, args) -> None:
+    lines = [
+        f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
+        f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
+        f"call budget {args.call_budget:.0%}, tiny SLM ({args.vocab} vocabulary), SmolLM2-135M "
+        "as the large model.",
+        "",
+    ]
+    if not args.baseline_args:
+        lines += mean_std_table(summary, METRICS)
+    else:
+        name = args.baseline_name
+        lines += [
+            f"Main labels: {f'`{args.pipeline_args}`' if args.pipeline_args else 'the defaults'};"
+            f" `[{name}]` rows train on labels made with `{args.baseline_args}`. Every SLM is "
+            "scored on both held-out fact sets (the same positions).",
+            "",
+            "All positions:",
+            "",
+            *mean_std_table(summary, ("cascade_accuracy", "slm_accuracy", "call_rate")),
+            "",
+            "On the main labels' fact set:",
+            "",
+            *mean_std_table(fact_set_view(summary, ""), FACT_METRICS),
+            "",
+            f"On the {name} labels' fact set:",
+            "",
+            *mean_std_table(fact_set_view(summary, f"{name}/"), FACT_METRICS),
+            "",
+            "Main labels minus baseline labels, paired by seed (mean ± sample std):",
+            "",
+            "| objective: figure | difference |",
+            "|---|---|",
+            *(
+                f"| {k} | {m:+.4f} ± {sd:.4f} |"
+                for k, (m, sd) in paired(results, name, paired_metrics(name)).items()
+            ),
+        ]
+    with open(os.path.join(out_dir, "replication.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    write_plot(out_dir, summary)
+
+
+def paired_metrics(baseline: str) -> tuple[str, ...]:
+    both = ("cascade_fact_accuracy", "calls_on_facts", "slm_fact_accuracy")
+    return ("cascade_accuracy", *both, *(f"{baseline}/{m}" for m in both))
+
+
+def write_plot(out_dir: str, summary: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,16 +138,7 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
 
     from pipelines.report import png_bytes
 
-    lines = [
-        f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
-        f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
-        f"call budget {args.call_budget:.0%}, tiny SLM, SmolLM2-135M as the large model.",
-        "",
-        *mean_std_table(summary, METRICS),
-    ]
-    with open(os.path.join(out_dir, "replication.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(summary)), 3.5))
     names = list(summary)
     for j, (metric, color) in enumerate(
         (("cascade_fact_accuracy", "#e0502a"), ("slm_fact_accuracy", "#2a6fdb"))
@@ -75,26 +154,35 @@ def write_outputs(out_dir: str, summary: dict, args) -> None:
             color=color,
             label=metric,
         )
-    ax.set_xticks([i + 0.2 for i in range(len(names))], names)
+    ax.set_xticks([i + 0.2 for i in range(len(names))], names, fontsize=8)
     ax.set_ylabel("accuracy on fact targets")
     ax.legend()
     with open(os.path.join(out_dir, "replication.png"), "wb") as f:
         f.write(png_bytes(fig, dpi=100))
 
 
-def main() -> None:
+def parse_args(argv=None):
     ap = cli.ArgParser(description=__doc__)
     ap.add_argument("--train-docs", type=int, default=600)
-    ap.add_argument("--eval-docs", type=int, default=40)
+    ap.add_argument("--eval-docs", type=int, default=120)
     ap.add_argument("--budget", type=int, default=120_000, help="ground-truth-gradient targets")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--objectives", default="lacy,lacy-online,loss-online,rho,standard")
     ap.add_argument("--call-budget", type=float, default=0.22)
-    ap.add_argument("--eval-sequences", type=int, default=32)
+    ap.add_argument("--eval-sequences", type=int, default=96)
+    ap.add_argument("--vocab", default="compact", choices=("compact", "full"),
+                    help="SLMs train on the leads' token ids or the whole vocabulary")  # fmt: skip
     ap.add_argument("--out", default=None)
-    ap.add_argument("--pipeline-args", default="")
-    args = ap.parse_args()
+    ap.add_argument("--pipeline-args", default="", help="pipeline flags for the main labels")
+    ap.add_argument("--baseline-args", default="",
+                    help='pipeline flags for a second labelling to compare against, e.g. the old '
+                         'defaults "--min_loss 0 --fact_exclude_pos"')  # fmt: skip
+    ap.add_argument("--baseline-name", default="baseline")
+    return ap.parse_args(argv)
 
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     from lacy_labels.reference import load_reference
     from trainer.cascade import teacher_forced
     from trainer.train import TrainConfig, Trainer
@@ -102,66 +190,82 @@ def main() -> None:
     t0 = time.time()
     out = args.out or tempfile.mkdtemp(prefix="lacy-replicate-")
     os.makedirs(out, exist_ok=True)
-    extra = args.pipeline_args.split()
     docs = wiki_docs(args.train_docs + args.eval_docs)
-    label(docs[: args.train_docs], f"{out}/train", extra)
-    label(docs[args.train_docs :], f"{out}/heldout", extra)
+    configs = {None: args.pipeline_args}
+    if args.baseline_args:
+        configs[args.baseline_name] = args.baseline_args
+    for name, flags in configs.items():
+        prefix = f"{out}/{name}-" if name else f"{out}/"
+        label(docs[: args.train_docs], prefix + "train", flags.split())
+        label(docs[args.train_docs :], prefix + "heldout", flags.split())
     t_label = time.time() - t0
+    facts_from = {n: f"{out}/{n}-heldout" for n in configs if n}
 
     large = load_reference().model
     large_cache: dict = {}
     results: dict = {}
     for obj in args.objectives.split(","):
-        for seed in range(args.seeds):
-            cfg = TrainConfig(
-                data=f"{out}/train",
-                output=f"{out}/ckpt-{obj}-{seed}",
-                objective=obj,
-                token_budget=args.budget,
-                seed=seed,
-                progress=False,
-                log_every=10,
-            )
-            tr = Trainer(cfg)
-            tr.fit()
-            tr.model.eval()
-            r = teacher_forced(
-                tr.model,
-                tr.tok,
-                large,
-                f"{out}/heldout",
-                args.call_budget,
-                cfg.seq_len,
-                args.eval_sequences,
-                large_cache,
-            )
-            r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens}
-            results.setdefault(obj, []).append(r)
-            print(obj, seed, json.dumps(r), flush=True)
-    summary = summarize(results, METRICS)
-    write_outputs(out, summary, args)
+        for name in configs if obj in LABEL_OBJECTIVES else (None,):
+            for seed in range(args.seeds):
+                cfg = TrainConfig(
+                    data=f"{out}/{name}-train" if name else f"{out}/train",
+                    output=f"{out}/ckpt-{obj}-{name or 'main'}-{seed}",
+                    objective=obj,
+                    token_budget=args.budget,
+                    seed=seed,
+                    progress=False,
+                    log_every=10,
+                    compact_vocab=args.vocab == "compact",
+                )
+                tr = Trainer(cfg)
+                tr.fit()
+                r = teacher_forced(
+                    tr.slm().eval(),
+                    tr.tok,
+                    large,
+                    f"{out}/heldout",
+                    args.call_budget,
+                    cfg.seq_len,
+                    args.eval_sequences,
+                    large_cache,
+                    facts_from,
+                )
+                r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens}
+                results.setdefault(arm(obj, name), []).append(r)
+                print(arm(obj, name), seed, json.dumps(r), flush=True)
+    report(out, results, args, t0, t_label)
+
+
+def report(out: str, results: dict, args, t0: float, t_label: float) -> None:
+    metrics = [*METRICS, "slm_accuracy"]
+    if args.baseline_args:
+        metrics += [f"{args.baseline_name}/{m}" for m in FACT_METRICS]
+    summary = summarize(results, metrics)
+    write_outputs(out, summary, results, args)
     print(open(os.path.join(out, "replication.md")).read())
-    emit(
-        {
-            "out": out,
-            "label_time_s": round(t_label, 1),
-            "total_time_s": round(time.time() - t0, 1),
-            "train_docs": args.train_docs,
-            "eval_docs": args.eval_docs,
-            "budget": args.budget,
-            "seeds": args.seeds,
-            "large_fact_accuracy": results[next(iter(results))][0]["large_fact_accuracy"],
-            **{
-                f"{obj}_{m}": round(ms[m][0], 4)
-                for obj, ms in summary.items()
-                for m in ("cascade_fact_accuracy", "slm_fact_accuracy")
-            },
-            **{
-                f"{obj}_cascade_fact_accuracy_std": round(ms["cascade_fact_accuracy"][1], 4)
-                for obj, ms in summary.items()
-            },
-        }
-    )
+    first = results[next(iter(results))][0]
+    figures = {
+        "out": out,
+        "label_time_s": round(t_label, 1),
+        "total_time_s": round(time.time() - t0, 1),
+        "train_docs": args.train_docs,
+        "eval_docs": args.eval_docs,
+        "budget": args.budget,
+        "seeds": args.seeds,
+        "positions": first["positions"],
+        "large_fact_accuracy": first["large_fact_accuracy"],
+        **{
+            f"{row}_{m}": [round(v, 4) for v in ms[m]]
+            for row, ms in summary.items()
+            for m in ("cascade_fact_accuracy", "slm_fact_accuracy")
+        },
+    }
+    if args.baseline_args:
+        name = args.baseline_name
+        figures[f"{name}_large_fact_accuracy"] = first[f"{name}/large_fact_accuracy"]
+        for k, v in paired(results, name, paired_metrics(name)).items():
+            figures[f"paired {k}"] = [round(x, 4) for x in v]
+    emit(figures)
 
 
 if __name__ == "__main__":

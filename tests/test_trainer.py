@@ -297,6 +297,39 @@ def test_evaluate_figures_match_a_hand_computed_fixture(tmp_path):
     }
 
 
+def test_teacher_forced_scores_another_fact_set_on_the_same_positions(tmp_path):
+    """facts_from: another labelling of the same documents is scored position by position (as
+    if it were evaluated alone), and a labelling of other tokens is refused."""
+    from trainer.cascade import teacher_forced
+    from trainer.model import call_id, load_slm_tokenizer
+
+    tok = load_slm_tokenizer()
+    model = RuleModel(len(tok), call_id(tok))
+
+    def labelled(name, facts, ids=([3, 4, 7, 8], [1, 2, 5, 6, 9])):
+        rows = [
+            {"input_ids": i, "delegate": [bool(x) for x in f], "is_fact": [bool(x) for x in f]}
+            | {"ref_loss": [1.0] * len(i)}
+            for i, f in zip(ids, facts)
+        ]
+        (tmp_path / name / "data").mkdir(parents=True)
+        write_rows(tmp_path / name / "data/part.parquet", rows)
+        return str(tmp_path / name)
+
+    a = labelled("a", ([0, 1, 1, 0], [0, 1, 0, 0, 1]))
+    b = labelled("b", ([1, 1, 0, 0], [1, 0, 1, 1, 0]))
+    run = dict(budget=0.5, seq_len=4, max_sequences=None)
+    both = teacher_forced(model, tok, model, a, **run, facts_from={"b": b})
+    alone = teacher_forced(model, tok, model, b, **run)
+    assert {k[2:]: v for k, v in both.items() if k.startswith("b/")} == {
+        k: v for k, v in alone.items() if "fact" in k
+    }
+    assert both["b/fact_share"] != both["fact_share"] and "b/cascade_accuracy" not in both
+    other = labelled("c", ([0] * 4, [0] * 5), ids=([3, 4, 7, 8], [1, 2, 11, 6, 9]))
+    with pytest.raises(ValueError, match="not the same held-out token ids"):
+        teacher_forced(model, tok, model, a, **run, facts_from={"c": other})
+
+
 def test_cascade_spends_the_budget_on_the_highest_scores():
     from trainer.cascade import _cascade
 

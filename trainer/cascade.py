@@ -160,7 +160,11 @@ def teacher_forced(
     seq_len: int = 128,
     max_sequences: int | None = 16,
     large_cache: dict | None = None,
+    facts_from: dict[str, str] | None = None,
 ) -> dict:
+    """Teacher-forced cascade figures on held-out shards. `facts_from` ({name: folder}) scores
+    the same positions against other labellings of the same documents (another fact proxy):
+    their fact figures come under `name/` keys, so two label configs compare on one fact set."""
     call = call_id(tok)
     eot = separator_id(tok)
     parts: dict[str, list] = {}
@@ -173,25 +177,55 @@ def teacher_forced(
             if large_cache is not None:
                 large_cache[bi] = lp
         scores |= {"large_ok": (lp == b.targets).ravel(), "fact": b.is_fact.ravel()}
+        scores |= {"ids": np.concatenate([b.input_ids.ravel(), b.targets.ravel()])}
         for k, v in scores.items():
             parts.setdefault(k, []).append(v)
     if not parts:
         raise ValueError(f"{data}: too few tokens for one evaluation sequence of {seq_len}")
-    p, s, g, f, u = (
-        np.concatenate(parts[k]) for k in ("p_call", "slm_ok", "large_ok", "fact", "unsure")
+    p, s, g, f, u, ids = (
+        np.concatenate(parts[k]) for k in ("p_call", "slm_ok", "large_ok", "fact", "unsure", "ids")
     )
-    ours, base = _cascade(p, s, g, f, budget), _cascade(u, s, g, f, budget)
+    out = _figures(p, s, g, f, u, budget) | {"positions": int(len(p))}
+    for name, folder in (facts_from or {}).items():
+        other = _figures(p, s, g, _facts_at(folder, ids, seq_len, eot, max_sequences), u, budget)
+        out |= {f"{name}/{k}": v for k, v in other.items() if k not in _SAME_FOR_ANY_FACTS}
+    return out
+
+
+# Figures that do not depend on which positions are facts (not repeated per fact set).
+_SAME_FOR_ANY_FACTS = frozenset(
+    ("cascade_accuracy", "call_rate", "slm_accuracy")
+    + ("uncertainty_cascade_accuracy", "uncertainty_call_rate")
+)
+
+
+def _figures(p_call, slm_ok, large_ok, fact, unsure, budget: float) -> dict:
+    """Cascade figures for one fact mask: the SLM's own <CALL>, and the same budget spent where
+    the SLM is least sure of its own top-1 token (a baseline that needs no <CALL> training)."""
+    ours = _cascade(p_call, slm_ok, large_ok, fact, budget)
+    base = _cascade(unsure, slm_ok, large_ok, fact, budget)
     return {
-        "slm_fact_accuracy": round(float(s[f].mean()), 4),
+        "slm_fact_accuracy": round(float(slm_ok[fact].mean()), 4),
         **ours,
-        "slm_accuracy": round(float(s.mean()), 4),
-        "large_fact_accuracy": round(float(g[f].mean()), 4),
-        "fact_share": round(float(f.mean()), 4),
-        "positions": int(len(p)),
-        # The same budget spent where the SLM is least sure of its own top-1 token (a baseline
-        # that needs no <CALL> training).
+        "slm_accuracy": round(float(slm_ok.mean()), 4),
+        "large_fact_accuracy": round(float(large_ok[fact].mean()), 4),
+        "fact_share": round(float(fact.mean()), 4),
         **{f"uncertainty_{k}": v for k, v in base.items()},
     }
+
+
+def _facts_at(data, ids: np.ndarray, seq_len: int, eot: int, max_sequences) -> np.ndarray:
+    """`is_fact` of another labelling of the same held-out documents, position by position;
+    refuses one whose inputs or targets differ (other documents or another tokenizer)."""
+    parts = [b for b in eval_batches(data, seq_len, eot, 8, max_sequences)]
+    other_ids = (
+        np.concatenate([np.concatenate([b.input_ids.ravel(), b.targets.ravel()]) for b in parts])
+        if parts
+        else np.array([])
+    )
+    if other_ids.shape != ids.shape or not np.array_equal(other_ids, ids):
+        raise ValueError(f"{data}: not the same held-out token ids as the evaluated shards")
+    return np.concatenate([b.is_fact.ravel() for b in parts])
 
 
 def calls_at_budget(score: np.ndarray, budget: float) -> np.ndarray:
