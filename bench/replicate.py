@@ -170,7 +170,7 @@ def parse_args(argv=None):
     ap.add_argument("--objectives", default="lacy,lacy-online,loss-online,rho,standard")
     ap.add_argument("--call-budget", type=float, default=0.22)
     ap.add_argument("--eval-sequences", type=int, default=96)
-    ap.add_argument("--vocab", default="compact", choices=("compact", "full"),
+    ap.add_argument("--vocab", default="full", choices=("compact", "full"),
                     help="SLMs train on the leads' token ids or the whole vocabulary")  # fmt: skip
     ap.add_argument("--out", default=None)
     ap.add_argument("--pipeline-args", default="", help="pipeline flags for the main labels")
