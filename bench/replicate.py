@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from bench.common import emit, mean_std_table, summarize, wiki_docs
+from bench.common import cpu_name, emit, mean_std_table, summarize, wiki_docs
 from lacy_labels import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +51,11 @@ def label(docs: list[dict], out: str, extra: list[str]) -> None:
         for d in docs:
             f.write(json.dumps(d) + "\n")
     pipeline.run(["--input", src, "--output", out, "--overwrite", "--report", "false", *extra])
+
+
+def folder(out: str, config: str | None, part: str) -> str:
+    """Where one label config's `train` or `heldout` output lives (None: the main labels)."""
+    return f"{out}/{config}-{part}" if config else f"{out}/{part}"
 
 
 def arm(obj: str, baseline: str | None) -> str:
@@ -87,7 +92,7 @@ def write_outputs(out_dir: str, summary: dict, results: dict, args) -> None:
         f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
         f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
         f"call budget {args.call_budget:.0%}, tiny SLM ({args.vocab} vocabulary), SmolLM2-135M "
-        "as the large model.",
+        f"as the large model; CPU: {cpu_name()}.",
         "",
     ]
     if not args.baseline_args:
@@ -195,11 +200,10 @@ def main(argv=None) -> None:
     if args.baseline_args:
         configs[args.baseline_name] = args.baseline_args
     for name, flags in configs.items():
-        prefix = f"{out}/{name}-" if name else f"{out}/"
-        label(docs[: args.train_docs], prefix + "train", flags.split())
-        label(docs[args.train_docs :], prefix + "heldout", flags.split())
+        label(docs[: args.train_docs], folder(out, name, "train"), flags.split())
+        label(docs[args.train_docs :], folder(out, name, "heldout"), flags.split())
     t_label = time.time() - t0
-    facts_from = {n: f"{out}/{n}-heldout" for n in configs if n}
+    facts_from = {n: folder(out, n, "heldout") for n in configs if n}
 
     large = load_reference().model
     large_cache: dict = {}
@@ -208,7 +212,7 @@ def main(argv=None) -> None:
         for name in configs if obj in LABEL_OBJECTIVES else (None,):
             for seed in range(args.seeds):
                 cfg = TrainConfig(
-                    data=f"{out}/{name}-train" if name else f"{out}/train",
+                    data=folder(out, name, "train"),
                     output=f"{out}/ckpt-{obj}-{name or 'main'}-{seed}",
                     objective=obj,
                     token_budget=args.budget,
@@ -223,7 +227,7 @@ def main(argv=None) -> None:
                     tr.slm().eval(),
                     tr.tok,
                     large,
-                    f"{out}/heldout",
+                    folder(out, None, "heldout"),
                     args.call_budget,
                     cfg.seq_len,
                     args.eval_sequences,
@@ -246,6 +250,7 @@ def report(out: str, results: dict, args, t0: float, t_label: float) -> None:
     first = results[next(iter(results))][0]
     figures = {
         "out": out,
+        "cpu": cpu_name(),
         "label_time_s": round(t_label, 1),
         "total_time_s": round(time.time() - t0, 1),
         "train_docs": args.train_docs,

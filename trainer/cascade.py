@@ -188,15 +188,8 @@ def teacher_forced(
     out = _figures(p, s, g, f, u, budget) | {"positions": int(len(p))}
     for name, folder in (facts_from or {}).items():
         other = _figures(p, s, g, _facts_at(folder, ids, seq_len, eot, max_sequences), u, budget)
-        out |= {f"{name}/{k}": v for k, v in other.items() if k not in _SAME_FOR_ANY_FACTS}
+        out |= {f"{name}/{k}": v for k, v in other.items() if "fact" in k}  # the rest: same
     return out
-
-
-# Figures that do not depend on which positions are facts (not repeated per fact set).
-_SAME_FOR_ANY_FACTS = frozenset(
-    ("cascade_accuracy", "call_rate", "slm_accuracy")
-    + ("uncertainty_cascade_accuracy", "uncertainty_call_rate")
-)
 
 
 def _figures(p_call, slm_ok, large_ok, fact, unsure, budget: float) -> dict:
@@ -217,7 +210,7 @@ def _figures(p_call, slm_ok, large_ok, fact, unsure, budget: float) -> dict:
 def _facts_at(data, ids: np.ndarray, seq_len: int, eot: int, max_sequences) -> np.ndarray:
     """`is_fact` of another labelling of the same held-out documents, position by position;
     refuses one whose inputs or targets differ (other documents or another tokenizer)."""
-    parts = [b for b in eval_batches(data, seq_len, eot, 8, max_sequences)]
+    parts = list(eval_batches(data, seq_len, eot, 8, max_sequences))
     other_ids = (
         np.concatenate([np.concatenate([b.input_ids.ravel(), b.targets.ravel()]) for b in parts])
         if parts
