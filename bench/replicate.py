@@ -2,7 +2,15 @@
 kept apart), train `tiny` SLMs with several objectives under an equal ground-truth-gradient
 budget and several seeds, and evaluate each in cascade with SmolLM2 at a 22% call budget.
 
-    python -m bench.replicate [--train-docs 600] [--eval-docs 120] [--budget 120000] [--seeds 3]
+    python -m bench.replicate [--budget 120000] [--seeds 3] [--eval-docs 120] [--max-passes 2]
+
+The held-out leads are the corpus's first ones, the same at every budget. The training leads
+follow them: by default the fewest that keep the budget within --max-passes ground-truth
+targets per training token, so a larger budget reads more text instead of the same leads again
+(--train-docs N fixes the count).
+
+An objective written NAME+neg trains with `--call_negatives` (<CALL> pushed down where the
+labels do not call), beside the plain NAME in the same run.
 
 --baseline-args labels the same leads a second time with other pipeline settings (the old label
 defaults: "--min_loss 0 --fact_exclude_pos"): the objectives that read the labels train on both,
@@ -19,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -53,9 +62,51 @@ def label(docs: list[dict], out: str, extra: list[str]) -> None:
     pipeline.run(["--input", src, "--output", out, "--overwrite", "--report", "false", *extra])
 
 
+def leads_for_budget(token_counts: Iterable[int], budget: int, max_passes: float) -> int:
+    """The fewest leads, in order, with at least budget / max_passes tokens between them."""
+    need, total = budget / max_passes, 0
+    for n, count in enumerate(token_counts, 1):
+        total += count
+        if total >= need:
+            return n
+    raise ValueError(
+        f"the shipped leads hold {total} tokens: too few for a budget of {budget} "
+        f"at {max_passes} passes; lower --budget or raise --max-passes"
+    )
+
+
+def split_leads(args) -> tuple[list[dict], list[dict]]:
+    """(training leads, held-out leads): the held-out ones first, the training ones after."""
+    if args.train_docs:
+        docs = wiki_docs(args.eval_docs + args.train_docs)
+        return docs[args.eval_docs :], docs[: args.eval_docs]
+    from lacy_labels.reference import load_tokenizer, resolve_model_dir
+
+    tok = load_tokenizer(resolve_model_dir())
+    docs = wiki_docs(None)
+    counts = (len(tok(d["text"])["input_ids"]) for d in docs[args.eval_docs :])
+    n = leads_for_budget(counts, args.budget, args.max_passes)
+    return docs[args.eval_docs : args.eval_docs + n], docs[: args.eval_docs]
+
+
+def train_tokens(data: str) -> int:
+    """Target tokens in one labelled training folder (its stats.json)."""
+    with open(os.path.join(data, "stats.json")) as f:
+        return int(json.load(f)["tokens"])
+
+
 def folder(out: str, config: str | None, part: str) -> str:
     """Where one label config's `train` or `heldout` output lives (None: the main labels)."""
     return f"{out}/{config}-{part}" if config else f"{out}/{part}"
+
+
+def objective_of(arm_name: str) -> tuple[str, bool]:
+    """(objective, call_negatives) of an --objectives entry: "lacy+neg" is lacy trained with
+    `--call_negatives`."""
+    objective, plus, option = arm_name.partition("+")
+    if plus and option != "neg":
+        raise ValueError(f"{arm_name!r}: the only option after + is 'neg' (--call_negatives)")
+    return objective, bool(plus)
 
 
 def arm(obj: str, baseline: str | None) -> str:
@@ -89,14 +140,15 @@ def fact_set_view(summary: dict, prefix: str) -> dict:
 
 def write_outputs(out_dir: str, summary: dict, results: dict, args) -> None:
     lines = [
-        f"Mini LaCy replication: {args.train_docs} training leads, {args.eval_docs} "
-        f"held-out leads, budget {args.budget} ground-truth targets, {args.seeds} seeds, "
+        f"Mini LaCy replication: {args.train_docs} training leads ({args.train_tokens} "
+        f"tokens), {args.eval_docs} held-out leads, budget {args.budget} ground-truth targets "
+        f"({args.budget / args.train_tokens:.2f} per training token), {args.seeds} seeds, "
         f"call budget {args.call_budget:.0%}, tiny SLM ({args.vocab} vocabulary), SmolLM2-135M "
         f"as the large model; CPU: {cpu_name()}.",
         "",
     ]
     if not args.baseline_args:
-        lines += mean_std_table(summary, METRICS)
+        lines += mean_std_table(summary, (*METRICS, "epochs"))
     else:
         name = args.baseline_name
         lines += [
@@ -106,7 +158,7 @@ def write_outputs(out_dir: str, summary: dict, results: dict, args) -> None:
             "",
             "All positions:",
             "",
-            *mean_std_table(summary, ("cascade_accuracy", "slm_accuracy", "call_rate")),
+            *mean_std_table(summary, ("cascade_accuracy", "slm_accuracy", "call_rate", "epochs")),
             "",
             "On the main labels' fact set:",
             "",
@@ -168,7 +220,10 @@ def write_plot(out_dir: str, summary: dict) -> None:
 
 def parse_args(argv=None):
     ap = cli.ArgParser(description=__doc__)
-    ap.add_argument("--train-docs", type=int, default=600)
+    ap.add_argument("--train-docs", type=int, default=0,
+                    help="training leads (0: the fewest within --max-passes)")  # fmt: skip
+    ap.add_argument("--max-passes", type=float, default=2.0,
+                    help="ground-truth targets per training token, at most")  # fmt: skip
     ap.add_argument("--eval-docs", type=int, default=120)
     ap.add_argument("--budget", type=int, default=120_000, help="ground-truth-gradient targets")
     ap.add_argument("--seeds", type=int, default=3)
@@ -195,26 +250,30 @@ def main(argv=None) -> None:
     t0 = time.time()
     out = args.out or tempfile.mkdtemp(prefix="lacy-replicate-")
     os.makedirs(out, exist_ok=True)
-    docs = wiki_docs(args.train_docs + args.eval_docs)
+    train, heldout = split_leads(args)
+    args.train_docs = len(train)  # resolved once: the count every output reports
     configs = {None: args.pipeline_args}
     if args.baseline_args:
         configs[args.baseline_name] = args.baseline_args
     for name, flags in configs.items():
-        label(docs[: args.train_docs], folder(out, name, "train"), flags.split())
-        label(docs[args.train_docs :], folder(out, name, "heldout"), flags.split())
+        label(train, folder(out, name, "train"), flags.split())
+        label(heldout, folder(out, name, "heldout"), flags.split())
     t_label = time.time() - t0
+    args.train_tokens = train_tokens(folder(out, None, "train"))
     facts_from = {n: folder(out, n, "heldout") for n in configs if n}
 
     large = load_reference().model
     large_cache: dict = {}
     results: dict = {}
     for obj in args.objectives.split(","):
-        for name in configs if obj in LABEL_OBJECTIVES else (None,):
+        objective, negatives = objective_of(obj)
+        for name in configs if objective in LABEL_OBJECTIVES else (None,):
             for seed in range(args.seeds):
                 cfg = TrainConfig(
                     data=folder(out, name, "train"),
                     output=f"{out}/ckpt-{obj}-{name or 'main'}-{seed}",
-                    objective=obj,
+                    objective=objective,
+                    call_negatives=negatives,
                     token_budget=args.budget,
                     seed=seed,
                     progress=False,
@@ -234,14 +293,15 @@ def main(argv=None) -> None:
                     large_cache,
                     facts_from,
                 )
-                r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens}
+                epochs = tr.step * cfg.step_tokens() / args.train_tokens
+                r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens, "epochs": round(epochs, 2)}
                 results.setdefault(arm(obj, name), []).append(r)
                 print(arm(obj, name), seed, json.dumps(r), flush=True)
     report(out, results, args, t0, t_label)
 
 
 def report(out: str, results: dict, args, t0: float, t_label: float) -> None:
-    metrics = [*METRICS, "slm_accuracy"]
+    metrics = [*METRICS, "slm_accuracy", "epochs"]
     if args.baseline_args:
         metrics += [f"{args.baseline_name}/{m}" for m in FACT_METRICS]
     summary = summarize(results, metrics)
@@ -254,6 +314,8 @@ def report(out: str, results: dict, args, t0: float, t_label: float) -> None:
         "label_time_s": round(t_label, 1),
         "total_time_s": round(time.time() - t0, 1),
         "train_docs": args.train_docs,
+        "train_tokens": args.train_tokens,
+        "epochs": {row: round(ms["epochs"][0], 2) for row, ms in summary.items()},
         "eval_docs": args.eval_docs,
         "budget": args.budget,
         "seeds": args.seeds,

@@ -42,6 +42,26 @@ def test_lacy_delegated_targets_become_call():
     assert st == {"gt_targets": 7, "call_targets": 3, "trained_targets": 10}
 
 
+def test_call_negatives_push_call_down_where_the_labels_do_not_call():
+    logits, targets, dele, fact, ref = hand_batch()
+    logits.requires_grad_(True)
+    loss, st = compute_loss("lacy", logits, targets, dele, fact, ref, CALL, call_negatives=True)
+    logp = torch.log_softmax(logits, -1)
+    per = torch.where(dele, -logp[..., CALL], -logp.gather(-1, targets[..., None])[..., 0])
+    assert torch.allclose(loss, per.mean())
+    assert st == {"gt_targets": 7, "call_targets": 3, "trained_targets": 10}
+    loss.backward()  # descent lowers <CALL> at every target it does not call
+    assert (logits.grad[..., CALL][~dele] > 0).all() and (logits.grad[..., CALL][dele] < 0).all()
+    plain = logits.detach().requires_grad_(True)
+    compute_loss("lacy", plain, targets, dele, fact, ref, CALL)[0].backward()
+    assert (plain.grad[..., CALL][~dele] == 0).all()  # the paper's objective leaves it alone
+    # lacy-online still picks its calls by the target's own loss (softmax without <CALL>).
+    calls = top_fraction(nll_without_call(logits, targets, CALL), fact, 0.6)
+    per = torch.where(calls, -logp[..., CALL], -logp.gather(-1, targets[..., None])[..., 0])
+    loss, _ = compute_loss("lacy-online", logits, targets, dele, fact, ref, CALL, None, True)
+    assert torch.allclose(loss, per.mean())
+
+
 def test_online_selections_pick_the_right_tokens():
     values = torch.tensor([[5.0, 1.0, 3.0, 4.0, 2.0], [0.5, 9.0, 8.0, 0.1, 7.0]])
     fact = torch.tensor([[1, 0, 1, 1, 0], [0, 1, 1, 0, 1]], dtype=torch.bool)

@@ -12,6 +12,11 @@ ground-truth gradient: the paper's budget accounting) and `call_targets`.
 - rho: Rho-1; keep only the top `fraction` (0.6) of targets by current loss minus `ref_loss`
   (targets without a reference loss are dropped); NLL excluding `<CALL>`.
 - ignore-facts: fact targets are masked out; NLL excluding `<CALL>` on the rest.
+
+`call_negatives=True` trains every target that is not a `<CALL>` with the full softmax
+instead, so `<CALL>` is pushed down wherever the labels do not call. The paper's objective
+never pushes it down: its `<CALL>` probability then only rises, and on real text its ranking of
+positions stops following the facts as training goes on (docs/training.md).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ def compute_loss(
     ref_loss,
     call: int,
     fraction: float | None = None,
+    call_negatives: bool = False,
 ):
     """(mean loss over trained targets, stats dict)."""
     if objective not in OBJECTIVES:
@@ -77,17 +83,17 @@ def compute_loss(
     if objective == "standard":
         per, train, calls = full, ones, ~ones
     else:
-        per = nocall
+        per = full if call_negatives else nocall
         train, calls = ones, ~ones
         if objective == "lacy":
             calls = delegate.bool()
         elif objective == "lacy-online":
-            calls = top_fraction(per, is_fact.bool(), fraction)
+            calls = top_fraction(nocall, is_fact.bool(), fraction)
         elif objective == "loss-online":
-            calls = top_fraction(per, ones, fraction)
+            calls = top_fraction(nocall, ones, fraction)
         elif objective == "rho":
             has_ref = ~torch.isnan(ref_loss)
-            excess = per.detach() - torch.nan_to_num(ref_loss, nan=0.0)
+            excess = nocall.detach() - torch.nan_to_num(ref_loss, nan=0.0)
             train = top_fraction(excess, has_ref, fraction)
         elif objective == "ignore-facts":
             train = ~is_fact.bool()
@@ -120,10 +126,12 @@ class LacyLoss:
         call: int,
         fraction: float | None = None,
         gradient_accumulation_steps: int = 1,
+        call_negatives: bool = False,
     ):
         if objective not in OBJECTIVES:
             raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
         self.objective, self.call, self.fraction = objective, call, fraction
+        self.call_negatives = call_negatives
         self.accum = gradient_accumulation_steps
         self.totals = {"gt_targets": 0, "call_targets": 0, "trained_targets": 0}
         self.last: tuple[float, dict] | None = None
@@ -139,6 +147,7 @@ class LacyLoss:
             labels["ref_loss"],
             self.call,
             self.fraction,
+            self.call_negatives,
         )
         self.last = (float(loss.detach()), stats)
         if torch.is_grad_enabled():  # training, not evaluation

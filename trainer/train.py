@@ -91,6 +91,11 @@ class TrainConfig:
     fraction: float | None = setting(
         None, "online/rho selection fraction (defaults: lacy-online 0.6, loss-online 0.15, rho 0.6)"
     )
+    call_negatives: bool = setting(
+        False,
+        "train every target that is not a <CALL> with the full softmax, pushing <CALL> down where "
+        "the labels do not call (the paper renormalises without <CALL>)",
+    )
     device: str = setting("cpu", "cpu or cuda (one GPU per torchrun rank)")
     dtype: str = setting("float32", "parameter dtype (keep float32 with --amp)")
     amp: str = setting(
@@ -270,6 +275,7 @@ class Trainer:
                 t(b.ref_loss),
                 self.call_row,
                 cfg.fraction,
+                cfg.call_negatives,
             )
             (loss / self.accum).backward()
         return [float(loss.detach()), st["gt_targets"], st["call_targets"], st["trained_targets"]]
