@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.data import SequenceLoader, ShardError, iter_sequences
-from trainer.objectives import compute_loss, nll_without_call, top_fraction
+from trainer.objectives import LacyLoss, compute_loss, nll_without_call, top_fraction
 
 V, CALL = 7, 6
 
@@ -55,6 +55,10 @@ def test_call_negatives_push_call_down_where_the_labels_do_not_call():
     plain = logits.detach().requires_grad_(True)
     compute_loss("lacy", plain, targets, dele, fact, ref, CALL)[0].backward()
     assert (plain.grad[..., CALL][~dele] == 0).all()  # the paper's objective leaves it alone
+    labels = {"targets": targets, "delegate": dele, "is_fact": fact, "ref_loss": ref}
+    with torch.no_grad():  # the loss-function wrapper passes the option through
+        wrapped = LacyLoss("lacy", CALL, call_negatives=True)(logits, labels)
+    assert torch.allclose(wrapped, per.mean())
     # lacy-online still picks its calls by the target's own loss (softmax without <CALL>).
     calls = top_fraction(nll_without_call(logits, targets, CALL), fact, 0.6)
     per = torch.where(calls, -logp[..., CALL], -logp.gather(-1, targets[..., None])[..., 0])
