@@ -59,8 +59,15 @@ def test_call_negatives_push_call_down_where_the_labels_do_not_call():
     with torch.no_grad():  # the loss-function wrapper passes the option through
         wrapped = LacyLoss("lacy", CALL, call_negatives=True)(logits, labels)
     assert torch.allclose(wrapped, per.mean())
-    # lacy-online still picks its calls by the target's own loss (softmax without <CALL>).
-    calls = top_fraction(nll_without_call(logits, targets, CALL), fact, 0.6)
+    # lacy-online still picks its calls by the target's own loss (softmax without <CALL>): a
+    # huge <CALL> logit on the easiest fact tops the full-softmax losses, not the picked ones.
+    logits = logits.detach().clone()
+    own = nll_without_call(logits, targets, CALL)
+    easiest = torch.where(fact, own, torch.tensor(float("inf"))).flatten().argmin()
+    logits.view(-1, V)[easiest, CALL] = 30.0
+    calls = top_fraction(own, fact, 0.6)
+    assert not calls.flatten()[easiest]
+    logp = torch.log_softmax(logits, -1)
     per = torch.where(calls, -logp[..., CALL], -logp.gather(-1, targets[..., None])[..., 0])
     loss, _ = compute_loss("lacy-online", logits, targets, dele, fact, ref, CALL, None, True)
     assert torch.allclose(loss, per.mean())
