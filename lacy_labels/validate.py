@@ -10,18 +10,38 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+MAX_ID_CHARS = 4096  # an id longer than this is a bad_id (ids are group keys and file names)
 REASON_DOCS = {
-    "malformed_record": "the reader could not parse it (bad JSON, not a JSON object, an "
-    "unreadable file: then one reject for the file, index -1)",
-    "truncated_file": "a compressed file cut off before its end (a broken download); the records "
-    "before the cut are kept, this one reject (index -1) stands for the rest",
+    # a file or listing entry (index -1), before any of its records
+    "unsupported_file": "a file of a type lacy does not read (lacy reads .jsonl, .jsonl.gz, .json, "
+    ".parquet, .arrow, .txt, .txt.gz)",
+    "not_a_regular_file": "a FIFO, socket, device, or a symlink to one or to a folder: never "
+    "opened",
+    "unreadable_file": "cannot be opened (a broken symlink, a symlink loop, no permission, a "
+    "Parquet or Arrow file that is not one, a folder that cannot be listed)",
+    "bad_file_name": "a file name that is not UTF-8 (rename it to read it)",
+    "outside_input": "a datasets folder's state.json (or dataset_dict.json) names something other "
+    "than a plain .arrow file name inside the folder: it is not read",
+    "empty_file": "a file that holds no record (0 bytes, only blank lines, an empty array)",
+    "truncated_file": "a compressed file (or a JSON array) cut off before its end (a broken "
+    "download); the records before the cut are kept, this one reject stands for the rest",
+    "corrupt_file": "reading could not go on (a corrupt compressed stream, broken JSON structure); "
+    "the records before are kept, this one reject stands for the rest",
+    # one record
+    "malformed_record": "the reader could not parse it (bad JSON, not a JSON object, a Parquet "
+    "row group that does not decode: then one reject per row)",
+    "too_complex": "a JSON record with more than 100,000 arrays and objects, or nested too deeply "
+    "to parse: parsing it would take many times its size in memory",
     "invalid_utf8": "the bytes are not UTF-8",
     "missing_text": "no text field",
     "text_not_string": "the text field is not a string",
     "empty_text": "empty or whitespace-only text",
     "lone_surrogate": "the text holds an unpaired UTF-16 surrogate",
-    "bad_id": "the id is not a string or an integer, or holds a lone surrogate",
-    "too_long": "longer than --max_chars characters",
+    "bad_id": "the id is not a string or an integer, is longer than "
+    f"{MAX_ID_CHARS:,} characters, or holds a lone surrogate",
+    "too_long": "longer than --max_chars characters (a line, member or file over the bytes such a "
+    "text can take is rejected while it streams, never held; a Parquet row group over "
+    "--max_row_group_bytes rejects each of its rows)",
     "duplicate_id": "another document has this id: the first by (source file, index) keeps it",
     "processing_error": "a later stage failed on this document (the rest of its group is kept)",
 }
@@ -72,7 +92,8 @@ def validate(raw: dict, clean_control: bool = True, max_chars: int = 5_000_000) 
     rid = raw.get("id")
 
     def reject(reason: str, detail: str = "") -> Reject:
-        return Reject(None if rid is None else str(rid), source, index, reason, detail)
+        shown = str(rid)[:MAX_ID_CHARS] if isinstance(rid, (str, int)) else None
+        return Reject(shown, source, index, reason, detail)
 
     if raw.get("error"):
         return reject(raw.get("reason", "malformed_record"), raw["error"])
@@ -95,6 +116,8 @@ def validate(raw: dict, clean_control: bool = True, max_chars: int = 5_000_000) 
         return reject("bad_id", f"id is {type(rid).__name__}")
     elif isinstance(rid, str) and has_lone_surrogate(rid):
         return reject("bad_id", "id holds an unpaired UTF-16 surrogate")
+    elif len(str(rid)) > MAX_ID_CHARS:
+        return reject("bad_id", f"the id is {len(str(rid)):,} characters, over {MAX_ID_CHARS:,}")
     return {"id": str(rid), "text": text, "source": source, "index": index}
 
 

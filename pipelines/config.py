@@ -14,6 +14,7 @@ from lacy_labels.reference import DEFAULT_MODEL
 from lacy_labels.rules import RULES, SCOPES, LabelRule
 from lacy_labels.scoring import BATCH_TOKENS, ScoreConfig
 from lacy_labels.thresholds import MAX_ENTRIES, LossSketch
+from pipelines.bounded import DEFAULT_ROW_GROUP_BYTES
 
 # The library's defaults, read once: each setting has one source.
 _FACT, _LABEL, _SCORE = FactRule(), LabelRule(), ScoreConfig()
@@ -36,6 +37,11 @@ class LabelConfig:
     )
     clean_control: bool = _f(True, "replace control characters (NUL included) with spaces")
     max_chars: int = _f(5_000_000, "reject documents longer than this many characters")
+    max_row_group_bytes: int = _f(
+        DEFAULT_ROW_GROUP_BYTES,
+        "Parquet row groups larger than this (uncompressed) are not decoded: their rows are "
+        "rejected (pyarrow decodes a row group whole)",
+    )
     license: str = _f("cc-by-sa-4.0", "dataset license recorded in the dataset card")
     # spaCy and the fact proxy
     spacy_model: str = _f(DEFAULT_SPACY_MODEL, "spaCy pipeline package name or path")
@@ -150,7 +156,8 @@ class LabelConfig:
         fixed = self.threshold is not None or self.threshold_from
         if fixed and (self.threshold_scope != "dataset" or self.rule == "none"):
             raise ValueError("a fixed threshold needs a dataset-scope lacy or loss rule")
-        for name in ("shard_chars", "row_group_rows", "group_chars", "spacy_batch_size"):
+        for name in ("shard_chars", "row_group_rows", "group_chars", "spacy_batch_size",
+                     "max_chars", "max_row_group_bytes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         return self

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipelines import outputs
+from pipelines.redact import redact
 
 JOB_FILE = "dataflow_job.json"
 ACCELERATOR_HINT = "beam:resources:accelerator:v1"
@@ -49,7 +50,7 @@ def job_description(result) -> dict:
 
 def write_job_description(result, out_dir: str) -> str:
     path = f"{out_dir.rstrip('/')}/{JOB_FILE}"
-    outputs.write_json(path, job_description(result))
+    outputs.write_json(path, redact(job_description(result)))  # its options hold no credential
     return path
 
 

@@ -19,9 +19,10 @@ from lacy_labels import codec
 from lacy_labels.validate import validate
 from pipelines import outputs, stats
 from pipelines.config import LabelConfig
+from pipelines.listing import Listed
 from pipelines.metrics import NAMESPACE
 from pipelines.plan import Plan
-from pipelines.sources import read_file
+from pipelines.sources import ReadOptions, read_file
 from pipelines.transforms import (
     REJECTS,
     AnnotateDoFn,
@@ -38,13 +39,16 @@ from pipelines.transforms import (
 class ReadRecords(beam.PTransform):
     """Files -> raw records. With --limit, files are read in order in one step until the limit."""
 
-    def __init__(self, cfg: LabelConfig, files: list[str]):
+    def __init__(self, cfg: LabelConfig, files: list[Listed]):
         super().__init__()
         self.cfg, self.files = cfg, files
 
     def expand(self, p):
         cfg, files = self.cfg, self.files
-        read = lambda path: read_file(path, cfg.text_field, cfg.id_field, cfg.txt_mode)  # noqa: E731
+        opts = ReadOptions(
+            cfg.text_field, cfg.id_field, cfg.txt_mode, cfg.max_chars, cfg.max_row_group_bytes
+        )
+        read = lambda entry: read_file(entry, opts)  # noqa: E731
         if cfg.limit is not None:
             return p | beam.Create([files]) | beam.FlatMap(_read_limited, read, cfg.limit)
         return p | beam.Create(files) | "SpreadFiles" >> beam.Reshuffle() | beam.FlatMap(read)
@@ -86,7 +90,7 @@ def _threshold_info(sketch, rule) -> dict:
 
 
 def build(
-    p, cfg: LabelConfig, meta: dict, files: list[str], plan: Plan, fixed: dict | None = None
+    p, cfg: LabelConfig, meta: dict, files: list[Listed], plan: Plan, fixed: dict | None = None
 ) -> dict:
     """Wire the pipeline; returns the main PCollections (for tests and the writer)."""
     rule = cfg.label_rule()

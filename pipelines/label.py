@@ -17,18 +17,20 @@ import sys
 import time
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from lacy_labels.kernels import bound_primitive_caches
-from pipelines import dataflow, flink, outputs
+from pipelines import dataflow, flink, layout, outputs
 from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
 from pipelines.graph import build
+from pipelines.listing import expand_inputs
 from pipelines.local_workers import beam_options, local_env, worker_env
 from pipelines.metrics import beam_counters
 from pipelines.plan import fixed_threshold, plan_sizes, planned_workers, resolve_threads
 from pipelines.provenance import provenance
-from pipelines.sources import expand_inputs
+from pipelines.redact import mask_in_logs, redact, redact_text, secret_values
 
 log = logging.getLogger("lacy")
 
@@ -38,6 +40,7 @@ def run(argv: list[str] | None = None) -> dict:
     Beam metrics)."""
     bound_primitive_caches()  # the in-process runner scores here: before any oneDNN op
     cfg, beam_args = resolve(argv)
+    mask_in_logs(secret_values(beam_args))  # before anything logs them
     beam_args += flink.job_server_args(beam_options(beam_args))  # saved in config.json too
     opts = beam_options(beam_args)
     flink.check_master(opts)
@@ -60,21 +63,20 @@ def run(argv: list[str] | None = None) -> dict:
 def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threads_from: str):
     """Write config.json, run the pipeline to the end; (PipelineResult, wall seconds)."""
     out = cfg.output.rstrip("/")
-    outputs.prepare_output(out, cfg.overwrite)
-    files = expand_inputs(cfg.input)
+    FileSystems.set_options(opts)  # the launcher's own reads and writes see --s3_endpoint_url...
+    files = expand_inputs(cfg.input)  # before anything is deleted
+    fixed = fixed_threshold(cfg)  # read before --overwrite could remove its stats.json
+    layout.prepare_output(out, cfg.overwrite, files, cfg.input)
     plan = plan_sizes(cfg, files, planned_workers(opts), threads_from)
-    fixed = fixed_threshold(cfg)
     meta = provenance(cfg) | {"threshold_source": fixed["source"] if fixed else "this run"}
-    outputs.write_json(
-        f"{out}/config.json",
-        {
-            "settings": cfg.to_dict(),
-            "provenance": meta,
-            "plan": plan.to_dict(),
-            "fixed_threshold": fixed,
-            "beam_args": beam_args,
-        },
-    )
+    saved = {
+        "settings": cfg.to_dict(),
+        "provenance": meta,
+        "plan": plan.to_dict(),
+        "fixed_threshold": fixed,
+        "beam_args": beam_args,
+    }
+    outputs.write_json(f"{out}/config.json", redact(saved))  # no credential is ever written
     t0 = time.time()
     with local_env(opts):
         p = beam.Pipeline(options=opts)
@@ -103,7 +105,7 @@ def finish(cfg: LabelConfig, wall: float) -> dict:
     """Driver-side epilogue: removes what killed attempts left, reads the job's stats.json (never
     rewrites it), writes run.json (wall time), the dataset card and the report."""
     out = cfg.output.rstrip("/")
-    removed = outputs.remove_leftovers(out)  # of attempts a runner retried (a lost worker)
+    removed = layout.remove_leftovers(out)  # of attempts a runner retried (a lost worker)
     if removed:
         log.info("removed %d temporary files left by retried attempts", len(removed))
     summary = outputs.read_json(f"{out}/stats.json")
@@ -114,7 +116,7 @@ def finish(cfg: LabelConfig, wall: float) -> dict:
         "temporaries_removed": len(removed),
     }
     outputs.write_json(f"{out}/run.json", run_info)  # the job's own stats.json stays as written
-    card = render_card(cfg.to_dict(), meta, summary | run_info)
+    card = render_card(redact(cfg.to_dict()), meta, summary | run_info)
     outputs.write_bytes(f"{out}/README.md", card.encode("utf-8"))
     if cfg.report:
         from pipelines.report import write_report
@@ -142,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s = run(argv)
     except (FileExistsError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return 2
     except JobFailed as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return 1
     out = s["output"]
     if "dry_run" in s:

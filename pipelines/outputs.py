@@ -1,6 +1,6 @@
-"""Output layout: DIR/data/train-XXXXX-of-YYYYY.parquet (rows sorted by id, bounded row groups),
-DIR/rejects/rejects-XXXXX-of-YYYYY.jsonl, DIR/stats.json, DIR/config.json. Written through
-Beam's FileSystems (and Beam's text sink for rejects), so gs:// and s3:// work."""
+"""Writing the output (its layout: pipelines.layout): Parquet shards (rows sorted by id, bounded
+row groups), rejects as JSONL, stats.json, config.json. Written through Beam's FileSystems (and
+Beam's text sink for rejects), so gs:// and s3:// work."""
 
 from __future__ import annotations
 
@@ -13,15 +13,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from lacy_labels.schema import rows_to_table
-
-DATA_DIR = "data"
-REJECTS_PREFIX = "rejects/rejects"
-TMP_PREFIX = ".tmp-"  # our own temporary files (write_bytes)
-BEAM_TMP = "beam-temp-"  # Beam's file sinks' temporary folders
-
-
-def shard_name(i: int, n: int) -> str:
-    return f"{DATA_DIR}/train-{i:05d}-of-{n:05d}.parquet"
+from pipelines.layout import REJECTS_PREFIX, TMP_PREFIX, shard_name
 
 
 def _mkdirs(path: str) -> None:
@@ -69,7 +61,7 @@ def write_shard(
 
 class WriteRejects(beam.PTransform):
     """Reject dicts -> JSONL shards under DIR/rejects/ (written by the workers; nothing gathers
-    them in one place)."""
+    them in one place); none when nothing was rejected."""
 
     def __init__(self, out_dir: str):
         super().__init__()
@@ -84,6 +76,9 @@ class WriteRejects(beam.PTransform):
                 f"{self.out_dir}/{REJECTS_PREFIX}",
                 file_name_suffix=".jsonl",
                 shard_name_template="-SSSSS-of-NNNNN",
+                # no rejects, no file: an empty object cannot be written to S3 by Beam's
+                # multipart uploader (S3 refuses a multipart upload of no parts)
+                skip_if_empty=True,
             )
         )
 
@@ -105,46 +100,3 @@ def read_rejects(out_dir: str) -> list[dict]:
             with FileSystems.open(m.path) as f:
                 rows += [json.loads(line) for line in f.read().decode("utf-8").splitlines()]
     return rows
-
-
-def leftovers(out_dir: str) -> list[str]:
-    """Temporary files in an output: ours from attempts that died mid-write (.tmp-*), and the
-    folders of Beam's file sinks (beam-temp-*) from a job that failed. A finished lacy run
-    leaves none (`remove_leftovers`)."""
-    found = (
-        m.path for r in FileSystems.match([f"{out_dir.rstrip('/')}/**"]) for m in r.metadata_list
-    )
-    return sorted({_temporary(p) for p in found} - {None})
-
-
-def _temporary(path: str) -> str | None:
-    """The temporary file or Beam temporary folder that `path` is or lies in; else None."""
-    if path.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
-        return path
-    if f"/{BEAM_TMP}" in path:
-        head, tail = path.split(f"/{BEAM_TMP}", 1)
-        return f"{head}/{BEAM_TMP}{tail.split('/', 1)[0]}"
-    return None
-
-
-def remove_leftovers(out_dir: str) -> list[str]:
-    """Delete what `leftovers` finds; call it only once the job has finished (nothing writes any
-    more). Returns what it removed."""
-    paths = leftovers(out_dir)
-    if paths:
-        FileSystems.delete(paths)
-    return paths
-
-
-def prepare_output(out_dir: str, overwrite: bool) -> None:
-    """Refuse a non-empty output directory unless `overwrite`, which empties it first."""
-    pattern = out_dir.rstrip("/") + "/**"
-    existing = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"output directory {out_dir!r} is not empty ({len(existing)} files); "
-            "pass --overwrite to replace it"
-        )
-    if existing:
-        FileSystems.delete([out_dir])
-    _mkdirs(out_dir)

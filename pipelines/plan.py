@@ -13,7 +13,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipelines import outputs
 from pipelines.config import LabelConfig
-from pipelines.sources import input_bytes
+from pipelines.listing import Listed, input_bytes
+from pipelines.redact import redact
 
 log = logging.getLogger("lacy")
 LIMIT_BYTES_PER_RECORD = 1024  # with --limit, the size estimate assumes this much per record
@@ -38,7 +39,7 @@ class Plan:
 
 
 def plan_sizes(
-    cfg: LabelConfig, files: list[str], workers: int = 1, threads_from: str = ""
+    cfg: LabelConfig, files: list[Listed], workers: int = 1, threads_from: str = ""
 ) -> Plan:
     """Group and shard counts from the input's size. A plan with fewer than two groups per
     worker says which --group_chars would spread the input."""
@@ -121,7 +122,7 @@ def fixed_threshold(cfg: LabelConfig) -> dict | None:
     same = ("rule", "fact_quantile", "loss_fraction", "threshold_scope", "reference_model")
     same += ("fact_entity_types", "fact_use_entities", "fact_pos", "fact_deps", "fact_exclude_pos")
     # min_loss may differ: it is applied here, on top of the previous output's threshold
-    mine = cfg.to_dict()  # lists, as config.json holds them
+    mine = redact(cfg.to_dict())  # lists, as config.json holds them
     differ = [k for k in same if settings.get(k) != mine[k]]
     if differ:
         raise ValueError(

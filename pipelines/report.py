@@ -18,7 +18,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from lacy_labels import cli
 from lacy_labels.cli import setting
-from pipelines.outputs import DATA_DIR, read_json, write_bytes
+from pipelines.layout import DATA_DIR
+from pipelines.outputs import read_json, write_bytes
 from pipelines.stats import COUNT_KEYS, SHARE_KEYS
 
 STYLE = """

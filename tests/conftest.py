@@ -94,3 +94,26 @@ def shards(tmp_path_factory, tiny_model_dir):
         ]
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3 API on loopback (moto's server) with a bucket, and the Beam options that point
+    Beam's S3 filesystem at it (set for this process's FileSystems too)."""
+    import boto3
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    flags = [f"--s3_endpoint_url={url}", "--s3_access_key_id=testing",
+             "--s3_secret_access_key=moto-secret-value", "--s3_region_name=us-east-1"]  # fmt: skip
+    keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "moto-secret-value"}
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **keys)
+    client.create_bucket(Bucket="lacy")
+    FileSystems.set_options(PipelineOptions(flags))
+    yield {"flags": flags, "client": client, "bucket": "lacy"}
+    server.stop()

@@ -9,6 +9,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines.config import LabelConfig, resolve
+from pipelines.listing import expand_inputs
 from pipelines.local_workers import beam_options, local_env, worker_env
 from pipelines.plan import plan_sizes, planned_workers, resolve_threads
 from pipelines.transforms import isolate, stable_bucket, unique_by_id
@@ -136,14 +137,14 @@ def test_groups_follow_the_input_size_never_the_worker_count(tmp_path):
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("lacy").addHandler(handler)
     try:
-        assert plan_sizes(cfg, [str(f)]).groups == 3
+        assert plan_sizes(cfg, expand_inputs(str(f))).groups == 3
         assert not warned
-        assert plan_sizes(cfg, [str(f)], workers=2).groups == 3
+        assert plan_sizes(cfg, expand_inputs(str(f)), workers=2).groups == 3
         assert "--group_chars 75000 would give each worker two" in warned[0]
-        assert plan_sizes(cfg, [str(f)], workers=100).groups == 3
+        assert plan_sizes(cfg, expand_inputs(str(f)), workers=100).groups == 3
         assert "--group_chars 8192 " in warned[1]
         f.write_text("x" * 1000)
-        assert plan_sizes(cfg, [str(f)]).groups == 1
+        assert plan_sizes(cfg, expand_inputs(str(f))).groups == 1
         assert len(warned) == 2  # one process: nothing to spread
     finally:
         logging.getLogger("lacy").removeHandler(handler)

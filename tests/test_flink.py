@@ -22,7 +22,8 @@ from inputs import hostile_records
 
 from bench.flink_local import Cluster, Pool
 from pipelines import flink, label
-from pipelines.outputs import leftovers, read_rejects
+from pipelines.layout import leftovers
+from pipelines.outputs import read_rejects
 from pipelines.publish import PublishError, check_dataset_dir
 
 pytestmark = pytest.mark.slow

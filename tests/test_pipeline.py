@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from inputs import hostile_records, write_jsonl, write_truncated_gz
+from hostile import LABEL_ARGS, check_output, make_hostile
+from inputs import write_jsonl
 
 from bench.common import free_port, wait_for_port
 from bench.flink_local import Pool
@@ -101,50 +102,38 @@ def test_existing_output_is_refused_without_overwrite(tmp_path, small_input):
 
 
 def test_hostile_input_every_record_is_accounted_for(tmp_path, tiny_model_dir):
-    n = hostile_records(tmp_path)
+    """Every kind of tests/hostile.py through the whole job: each record a row or a reject with
+    its reason, per file and in total, in the output and in stats.json."""
+    expected = make_hostile(tmp_path)
     stats, table, rejects = run(
-        tmp_path / "out",
-        "--input",
-        tmp_path / "in",
-        "--reference_model",
-        tiny_model_dir,
-        "--max_chars",
-        400_000,
-    )
-    assert table.num_rows + len(rejects) == n == stats["documents_in"]
-    assert stats["documents_out"] + stats["documents_rejected"] == n
-    reasons = {
-        r["id"] or f"{r['source'].rsplit('/', 1)[1]}#{r['index']}": r["reason"] for r in rejects
-    }
-    assert reasons == {
-        "hostile.jsonl#2": "malformed_record",
-        "hostile.jsonl#3": "invalid_utf8",
-        "notext": "missing_text",
-        "int": "text_not_string",
-        "empty": "empty_text",
-        "spaces": "empty_text",
-        "surrogate": "lone_surrogate",
-        "dup": "duplicate_id",
-        "bad": "invalid_utf8",
-        "corrupt.parquet#-1": "malformed_record",
-        "hostile.jsonl#16": "malformed_record",
-        "cut.jsonl.gz#-1": "truncated_file",
-    }
+        tmp_path / "out", "--input", tmp_path / "in", "--reference_model", tiny_model_dir,
+        *LABEL_ARGS,
+    )  # fmt: skip
     rows = {r["id"]: r for r in table.to_pylist()}
-    assert sorted(k for k in rows if k.startswith("cut")) == sorted(
-        write_truncated_gz(tmp_path / "x.gz")
-    )
+    check_output(tmp_path, expected, list(rows.values()), rejects, stats)
+    assert sum(stats["rejected_by_reason"].values()) == len(rejects)
     assert rows["dup"]["text"] == "First copy in Paris."
-    assert rows["ctrl"]["text"] == "NUL  and  bell  and   in Oslo"
-    assert len(rows["doc300k"]["input_ids"]) > 60_000
-    assert any(k.startswith("sha256-") for k in rows)
+    assert rows["ctrl"]["text"] == "NUL  and  bell in Oslo"
     odd = rows["odd"]
+    assert odd["text"].startswith("\ufeff👩")
     assert "\U00040000" not in odd["text"] and "\ufffd" in odd["text"]
     for r in rows.values():  # every non-space character is covered by a subword
         covered = set()
         for s, e in zip(r["char_start"], r["char_end"]):
             covered.update(range(s, e))
         assert all(i in covered for i, c in enumerate(r["text"]) if not c.isspace())
+
+
+def test_long_documents_are_labelled_whole(tmp_path, tiny_model_dir):
+    docs = [
+        {"id": "token20k", "text": "x" * 20_000},
+        {"id": "doc300k", "text": "Rome is in Italy. " * 16_667},
+    ]
+    _, table, rejects = run(tmp_path / "out", "--input", write_jsonl(tmp_path / "l.jsonl", docs),
+                            "--reference_model", tiny_model_dir)  # fmt: skip
+    rows = {r["id"]: r for r in table.to_pylist()}
+    assert rejects == [] and len(rows["doc300k"]["input_ids"]) > 60_000
+    assert rows["token20k"]["text"] == "x" * 20_000
 
 
 def test_same_rows_across_runs_runners_and_worker_counts(

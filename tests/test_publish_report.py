@@ -2,6 +2,7 @@
 the HTML report rendered in headless Chromium."""
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -60,7 +61,6 @@ def test_dry_run_lists_every_file_without_network(labelled, monkeypatch, capsys)
         "stats.json",
         "config.json",
         "report.html",
-        "rejects/rejects-00000-of-",
         "data/train-00000-of-00003.parquet",
     ):
         assert name in out
@@ -157,3 +157,81 @@ def test_card_features_are_written_from_public_types():
     private = getattr(datasets.Features, "_to_yaml_list", None)
     if private is not None:
         assert got == private(datasets.Features.from_arrow_schema(SCHEMA))
+
+
+def copy_output(labelled, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(labelled, out)
+    return out
+
+
+def test_only_lacys_files_are_uploaded(labelled, tmp_path, capsys):
+    """A user's notes, a .env and a symlink in the folder are listed as not uploaded; the paths
+    given to upload_folder select exactly lacy's files (checked with the Hub client's own
+    filter)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    out = copy_output(labelled, tmp_path)
+    (out / "notes.txt").write_text("mine")
+    (out / ".env").write_text("HF_TOKEN=hf_mine")
+    (tmp_path / "secret.pem").write_text("key")
+    (out / "data" / "extra.pem").symlink_to(tmp_path / "secret.pem")
+    contents = publish.check_dataset_dir(str(out))
+    rels = sorted(p.relative_to(out).as_posix() for p in contents.files)
+    assert {".env", "notes.txt", "data/extra.pem"} == {
+        p.relative_to(out).as_posix() for p in contents.skipped
+    }
+    every = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    patterns = publish.upload_patterns(str(out), contents)
+    chosen = sorted(filter_repo_objects(every, allow_patterns=patterns))
+    assert chosen == rels and "stats.json" in rels and len(rels) == 8
+    assert publish.main([str(out), "--repo_id", "org/x", "--dry_run"]) == 0
+    printed = capsys.readouterr().out
+    assert "not uploaded (3: not lacy's output files)" in printed and "hf_mine" not in printed
+
+
+@pytest.mark.parametrize(
+    "damage", ["missing shard", "foreign shard", "row count", "rejects", "credential"]
+)
+def test_a_folder_that_disagrees_with_its_stats_is_refused(labelled, tmp_path, damage, capsys):
+    out = copy_output(labelled, tmp_path)
+    stats = json.loads((out / "stats.json").read_text())
+    if damage == "missing shard":
+        (out / "data/train-00001-of-00003.parquet").unlink()
+    elif damage == "foreign shard":
+        shutil.copy(
+            out / "data/train-00000-of-00003.parquet", out / "data/train-00000-of-00009.parquet"
+        )
+    elif damage == "row count":
+        stats["documents_out"] += 1
+        stats["documents_in"] += 1
+    elif damage == "rejects":
+        (out / "rejects").mkdir(exist_ok=True)
+        (out / "rejects/rejects-00000-of-00001.jsonl").write_text('{"id": "x"}\n')
+    else:
+        cfg = json.loads((out / "config.json").read_text())
+        cfg["beam_args"].append("--s3_secret_access_key=AKIAVERYSECRET")
+        (out / "config.json").write_text(json.dumps(cfg))
+    (out / "stats.json").write_text(json.dumps(stats))
+    assert publish.main([str(out), "--repo_id", "org/x", "--dry_run"]) == 2
+    err = capsys.readouterr().err
+    want = {"credential": "credentials", "foreign shard": "not one set of train-"}
+    assert want.get(damage, "disagree with stats.json") in err
+    assert "AKIAVERYSECRET" not in err
+
+
+def test_a_hub_that_cannot_be_reached_is_one_clear_error(labelled, tmp_path):
+    """The real upload path (create_repo, upload_folder) against a Hub address where nothing
+    listens: exit 2, one line, no traceback, the token never printed."""
+    import sys
+
+    from bench.common import free_port
+
+    env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", HF_HUB_OFFLINE="0")
+    env["HF_TOKEN"] = "hf_do_not_print"
+    done = subprocess.run([sys.executable, "-m", "pipelines.publish", str(labelled),
+                           "--repo_id", "org/x"], env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "publishing to datasets/org/x failed" in done.stderr
+    assert "Traceback" not in done.stderr and "hf_do_not_print" not in done.stderr + done.stdout
