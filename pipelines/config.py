@@ -115,6 +115,10 @@ class LabelConfig:
     threshold_from: str | None = _f(
         None, "take the fixed threshold from a previous output's stats.json (e.g. a sample run)"
     )
+    listen_all: bool = _f(
+        False,
+        "let Beam's local runner services listen on every interface (default: loopback only)",
+    )
     # Output layout
     shard_chars: int = _f(1 << 23, "characters of input text per Parquet shard (about)")
     row_group_rows: int = _f(500, "documents per Parquet row group")

@@ -27,6 +27,7 @@ from pipelines.config import LabelConfig, resolve
 from pipelines.graph import build
 from pipelines.listing import expand_inputs
 from pipelines.local_workers import beam_options, local_env, worker_env
+from pipelines.loopback import loopback_only
 from pipelines.metrics import beam_counters
 from pipelines.plan import fixed_threshold, plan_sizes, planned_workers, resolve_threads
 from pipelines.provenance import provenance
@@ -78,7 +79,7 @@ def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threa
     }
     outputs.write_json(f"{out}/config.json", redact(saved))  # no credential is ever written
     t0 = time.time()
-    with local_env(opts):
+    with local_env(opts), loopback_only(not cfg.listen_all):
         p = beam.Pipeline(options=opts)
         build(p, cfg, meta, files, plan, fixed)
         result = p.run()

@@ -4,6 +4,10 @@ Beam's worker pool service, with workers that cannot start failing the run inste
     lacy-worker-pool --port 50000 [--log_dir DIR]      # or: python -m pipelines.worker_pool
     lacy-label ... --environment_type=EXTERNAL --environment_config=localhost:50000
 
+It listens on loopback unless `--host` names another address: the pool has no authentication,
+and whoever reaches it can have it start a worker against any control endpoint (so run code
+here). It runs at most `--max_workers` workers at once and refuses more.
+
 Beam's own pool (`apache_beam.runners.worker.worker_pool_main`) starts each worker as a bare
 `python` from PATH and answers the runner at once: a worker that dies at start (another Python,
 a missing package) leaves the runner waiting for it with no error. Here every worker is this
@@ -37,6 +41,7 @@ from lacy_labels.cli import setting
 READY = b"lacy-worker-ready\n"
 WORKER_NEEDS = ("torch", "transformers", "spacy")  # imported lazily by the stages' models
 START_TIMEOUT_S = 120.0  # a worker that has neither started nor died by then is an error too
+MAX_WORKERS = 32  # Flink starts one per slot and stage; more at once is a flood
 REAP_EVERY_S = 5.0
 log = logging.getLogger("lacy.worker_pool")
 
@@ -65,15 +70,36 @@ class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
     Beam and lacy, or with the error that stopped it; StopWorker ends it; exited workers are
     reaped (no zombies)."""
 
-    def __init__(self, log_dir: Path, start_timeout: float = START_TIMEOUT_S):
-        self.log_dir, self.start_timeout = log_dir, start_timeout
+    def __init__(
+        self, log_dir: Path, start_timeout: float = START_TIMEOUT_S, max_workers: int = MAX_WORKERS
+    ):
+        self.log_dir, self.start_timeout, self.max_workers = log_dir, start_timeout, max_workers
         self.env = worker_environment()
         self.procs: dict[str, subprocess.Popen] = {}
+        self.starting = 0  # workers being started, not yet in procs
         self.lock = threading.Lock()
 
     def StartWorker(self, request, context):  # noqa: N802 - the gRPC method's name
         wid = request.worker_id
-        path = self.log_dir / f"worker-{wid}.log"
+        self.reap()
+        with self.lock:
+            busy = len(self.procs) + self.starting
+            if busy >= self.max_workers:
+                error = (
+                    f"lacy worker pool: {busy} workers are running, the most it runs at once "
+                    f"(--max_workers {self.max_workers}); worker {wid} not started"
+                )
+                log.error("%s", error)
+                return beam_fn_api_pb2.StartWorkerResponse(error=error)
+            self.starting += 1
+        try:
+            return self._start(request, wid)
+        finally:
+            with self.lock:
+                self.starting -= 1
+
+    def _start(self, request, wid: str):
+        path = self.log_dir / f"worker-{_safe(wid)}.log"
         call = (request.control_endpoint.url, request.logging_endpoint.url, wid)
         cmd = [
             sys.executable,
@@ -127,6 +153,11 @@ class WorkerPool(beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolServicer):
             _stop(proc)
 
 
+def _safe(worker_id: str) -> str:
+    """A worker id as a file name (the id comes from the network)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in worker_id)[:100] or "_"
+
+
 def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     proc.terminate()
     try:
@@ -136,18 +167,30 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait()
 
 
-def serve(port: int, log_dir: Path, start_timeout: float = START_TIMEOUT_S) -> None:
-    """Serve on localhost:`port` until SIGTERM or Ctrl-C, then stop the workers."""
+def serve(
+    port: int,
+    log_dir: Path,
+    start_timeout: float = START_TIMEOUT_S,
+    host: str = "localhost",
+    max_workers: int = MAX_WORKERS,
+) -> None:
+    """Serve on `host`:`port` until SIGTERM or Ctrl-C, then stop the workers."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    pool = WorkerPool(log_dir, start_timeout)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    pool = WorkerPool(log_dir, start_timeout, max_workers)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers + 4))
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
-    bound = server.add_insecure_port(f"[::]:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
     server.start()
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    log.info("lacy worker pool on localhost:%d, workers run %s, logs in %s",
-             bound, sys.executable, log_dir)  # fmt: skip
+    where = (
+        "loopback only"
+        if host in LOOPBACK
+        else "NOT loopback: anyone who reaches it can run code here"
+    )
+    log.info("lacy worker pool on %s:%d (%s), at most %d workers, running %s, logs in %s",
+             host, bound, where, max_workers, sys.executable, log_dir)  # fmt: skip
     try:
         while not stopping.wait(REAP_EVERY_S):
             pool.reap()
@@ -181,9 +224,18 @@ def run_worker(control: str, logging_url: str, worker_id: str) -> None:
     SdkHarness(control, worker_id=worker_id).run()
 
 
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 @dataclass
 class PoolConfig:
-    port: int = setting(50000, "the pool's gRPC port, on all interfaces (0: any free port)")
+    port: int = setting(50000, "the pool's gRPC port (0: any free port)")
+    host: str = setting(
+        "localhost",
+        "the address to listen on: loopback by default; another one (0.0.0.0 for every "
+        "interface) lets anyone who reaches it start workers, so only on a trusted network",
+    )
+    max_workers: int = setting(MAX_WORKERS, "workers the pool runs at once; more are refused")
     log_dir: str | None = setting(None, "folder for the workers' logs (default: a new temp folder)")
     start_timeout: float = setting(
         START_TIMEOUT_S, "seconds a worker may take to start before the pool reports it"
@@ -194,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = cli.parse(PoolConfig, argv, "lacy-worker-pool", __doc__.split("\n\n")[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log_dir = Path(cfg.log_dir or tempfile.mkdtemp(prefix="lacy-worker-pool-"))
-    serve(cfg.port, log_dir, cfg.start_timeout)
+    serve(cfg.port, log_dir, cfg.start_timeout, cfg.host, cfg.max_workers)
     return 0
 
 

@@ -161,8 +161,8 @@ def test_resume_gives_the_same_next_steps(shards, tmp_path):
     assert resumed.step == 3 and resumed.loader.position == 12
     rest = resumed.fit()
     assert [h["loss"] for h in rest] == [h["loss"] for h in full[3:]]
-    a = torch.load(tmp_path / "a/training_state.pt", weights_only=False)
-    b = torch.load(tmp_path / "b/training_state.pt", weights_only=False)
+    a = torch.load(tmp_path / "a/checkpoint-6/training_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "b/checkpoint-6/training_state.pt", weights_only=True)
     assert a["step"] == b["step"] == 6 and a["gt_tokens"] == b["gt_tokens"]
     from safetensors.torch import load_file
 

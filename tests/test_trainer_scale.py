@@ -306,3 +306,52 @@ def test_resume_continues_a_two_process_run_identically(shards, tmp_path):
     assert all(np.array_equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="same world size"):
         Trainer(small_cfg(shards, tmp_path / "part", max_steps=6, resume=True))
+
+
+class FlakyHandler(RangeHandler):
+    """Range requests, of which the second fails with a 503 and the third with a connection
+    that drops mid-answer."""
+
+    served = 0
+
+    def send_head(self):
+        if "Range" in self.headers:
+            type(self).served += 1
+            if type(self).served in (2, 3):
+                if type(self).served == 2:
+                    self.send_error(503, "try again")
+                else:
+                    self.close_connection = True
+                    self.wfile.write(
+                        b"HTTP/1.1 206 Partial Content\r\nContent-Length: 999\r\n"
+                        b"Content-Range: bytes 0-998/999\r\n\r\nPAR1"
+                    )  # then drops
+                return None
+        return super().send_head()
+
+
+@pytest.fixture
+def flaky_root(big_shards, monkeypatch):
+    monkeypatch.setattr("trainer.data.time.sleep", lambda s: None)  # the backoff, not the test
+    FlakyHandler.served = 0
+    handler = lambda *a, **kw: FlakyHandler(*a, directory=str(big_shards.parent), **kw)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{big_shards.name}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_shard_reads_survive_network_errors(flaky_root, big_shards, caplog):
+    """Two of the server's answers fail: every document still arrives once, in order."""
+    with caplog.at_level("WARNING", logger="lacy"):
+        got = list(iter_documents(shard_files(flaky_root)))
+    want = list(iter_documents(shard_files(big_shards)))
+    assert len(got) == len(want) and all(np.array_equal(a[0], b[0]) for a, b in zip(got, want))
+    assert FlakyHandler.served >= 3
+    assert sum("retrying" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_shard_over_the_size_cap_is_refused_before_it_is_read(https_root):
+    with pytest.raises(ShardError, match="more than --max_shard_bytes 1,000"):
+        next(iter_sequences(https_root, 8, 0, max_bytes=1000))

@@ -13,17 +13,19 @@ with the same global batch. One rank writes checkpoints, metrics and the progres
 
 A budget in tokens counts targets that received a ground-truth gradient (the paper's
 accounting), so objectives that delegate or drop targets train on more text for the same
-budget. The checkpoint is a save_pretrained folder (safetensors + tokenizer);
-training_state.pt beside it holds the optimizer, scheduler, step, data position and RNG states,
-so --resume continues with the identical next step (at the same world size). metrics.jsonl gets
-one line per log step. On CUDA the forward runs under bf16 autocast (fp32 master weights) and
-AdamW is fused; on CPU everything stays fp32.
+budget. Every --save_every steps and at the end the run writes OUT/checkpoint-STEP/ (the model,
+tokenizer and training_state.pt: optimizer, scheduler, step, data position, RNG states),
+crash-safe (trainer.checkpoint), and OUT holds a save_pretrained copy of the newest model;
+--resume continues from the newest sound checkpoint with the identical next step (at the same
+world size). metrics.jsonl gets one line per log step. On CUDA the forward runs under bf16
+autocast (fp32 master weights) and AdamW is fused; on CPU everything stays fp32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import random
@@ -39,7 +41,8 @@ import torch.distributed as dist
 from lacy_labels import cli
 from lacy_labels.cli import setting
 from lacy_labels.reference import DEFAULT_MODEL
-from trainer.data import SequenceLoader
+from trainer import checkpoint
+from trainer.data import MAX_SHARD_BYTES, SequenceLoader
 from trainer.model import (
     PRESETS,
     build_model,
@@ -51,8 +54,8 @@ from trainer.model import (
 from trainer.objectives import OBJECTIVES, compute_loss
 from trainer.vocab import CompactLM, CompactVocab
 
-STATE_FILE = "training_state.pt"
 AMP = ("auto", "bf16", "none")
+log = logging.getLogger("lacy")
 
 
 @dataclass
@@ -74,7 +77,9 @@ class TrainConfig:
         None, "targets that receive a ground-truth gradient (or --max_steps)"
     )
     seed: int = setting(0, "seed of the weights, data order and selection")
-    resume: bool = setting(False, "continue from the checkpoint's training_state.pt")
+    resume: bool = setting(
+        False, "continue from the newest sound checkpoint (OUT/checkpoint-STEP/training_state.pt)"
+    )
     stop_after: int | None = setting(
         None, "train at most N steps in this invocation, checkpoint, and exit (--resume goes on)"
     )
@@ -102,7 +107,12 @@ class TrainConfig:
         "auto", "autocast of the forward: auto = bf16 on CUDA, none on CPU", choices=AMP
     )
     log_every: int = setting(10, "steps between metrics.jsonl lines")
-    save_every: int = setting(0, "steps between checkpoints (0: at the end only)")
+    save_every: int = setting(
+        200, "steps between checkpoints (0: at the end only; a crash then loses the whole run)"
+    )
+    max_shard_bytes: int = setting(
+        MAX_SHARD_BYTES, "refuse to read a shard larger than this (a wrong URL, a hostile server)"
+    )
     reference_model: str = setting(DEFAULT_MODEL, "the labels' reference model (its tokenizer)")
     compact_vocab: bool = setting(
         False,
@@ -192,6 +202,7 @@ class Trainer:
         self.dist, self.device = init_distributed(cfg.device)
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
+        self.resumed = checkpoint.latest(self.out) if cfg.resume else None  # (folder, state)
         seed_everything(cfg.seed)
         if cfg.init:
             self.model, self.tok = load_pretrained_slm(cfg.init, cfg.reference_model)
@@ -224,12 +235,13 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_at(s, cfg, world) / cfg.lr
         )
-        self.step, self.gt_tokens, position = 0, 0, 0
-        if cfg.resume and (self.out / STATE_FILE).is_file():
-            position = self._load_state()
+        self.step, self.gt_tokens, position, self.saved_step = 0, 0, 0, None
+        if self.resumed is not None:
+            position = self._load_state(*self.resumed)
         self.loader = SequenceLoader(
-            cfg.data, cfg.seq_len, cfg.batch_size, self.eot, position, self.dist.rank, world
-        )
+            cfg.data, cfg.seq_len, cfg.batch_size, self.eot, position, self.dist.rank, world,
+            cfg.max_shard_bytes,
+        )  # fmt: skip
 
     def slm(self):
         """The trained model over the full vocabulary (what `load_checkpoint` returns)."""
@@ -237,8 +249,8 @@ class Trainer:
 
     def _compact_vocab(self) -> CompactVocab:
         """The checkpoint's map when resuming, else the ids in --data (with SEP and <CALL>)."""
-        if self.cfg.resume:
-            saved = CompactVocab.load(self.out)
+        if self.resumed is not None:
+            saved = CompactVocab.load(self.resumed[0])
             if saved is not None:
                 return saved
         return CompactVocab.from_shards(self.cfg.data, self.call, len(self.tok), [self.eot])
@@ -329,24 +341,31 @@ class Trainer:
                     self.save()
         if bar:
             bar.close()
-        self.save()
+        if self.saved_step != self.step:
+            self.save()
         return history
 
     def save(self) -> None:
-        """Checkpoint folder + training state (written last, atomically), by rank 0; the other
-        ranks wait for it, so that a checkpoint is complete before anyone goes on."""
+        """A crash-safe checkpoint (trainer.checkpoint), by rank 0; the other ranks wait for it,
+        so that a checkpoint is complete before anyone goes on."""
         if self.dist.main:
-            self._write_checkpoint()
+            checkpoint.write_checkpoint(self.out, self.step, self._write_files, self._state())
         if self.dist.world > 1:
             dist.barrier()
+        self.saved_step = self.step
 
-    def _write_checkpoint(self) -> None:
-        self.model.save_pretrained(self.out, safe_serialization=True)
-        self.tok.save_pretrained(self.out)
+    def _write_files(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tok.save_pretrained(folder)
         if self.vocab is not None:
-            self.vocab.save(self.out)
-        (self.out / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
-        state = {
+            self.vocab.save(folder)
+        (folder / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+
+    def _state(self) -> dict:
+        """Everything but the weights that the next step depends on, as plain types and tensors
+        (loadable with weights_only=True)."""
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "step": self.step,
@@ -355,22 +374,16 @@ class Trainer:
             "world_size": self.dist.world,
             "rng": {
                 "torch": torch.get_rng_state(),
-                "numpy": np.random.get_state(),
+                "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
                 "python": random.getstate(),
             },
             "config": asdict(self.cfg),
         }
-        tmp = self.out / (STATE_FILE + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / STATE_FILE)
 
-    def _load_state(self) -> int:
-        from safetensors.torch import load_file
-
-        self.model.load_state_dict(load_file(self.out / "model.safetensors"), strict=False)
-        if getattr(self.model.config, "tie_word_embeddings", False):
-            self.model.tie_weights()
-        state = torch.load(self.out / STATE_FILE, weights_only=False)
+    def _load_state(self, folder: Path, state: dict) -> int:
+        """Weights and state of a verified checkpoint (trainer.checkpoint.latest); returns the
+        data position to continue from."""
+        checkpoint.load_weights(self.model, folder)
         saved_world = state.get("world_size", 1)
         if saved_world != self.dist.world:
             raise ValueError(
@@ -381,9 +394,31 @@ class Trainer:
         self.sched.load_state_dict(state["scheduler"])
         self.step, self.gt_tokens = state["step"], state["gt_tokens"]
         torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
+        kind, keys, pos, has_gauss, gauss = state["rng"]["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(_tuples(state["rng"]["python"]))
+        if self.dist.main:
+            _drop_metrics_after(self.out / "metrics.jsonl", self.step)
+        log.info("resumed %s at step %d", folder, self.step)
         return state["position"]
+
+
+def _tuples(x):
+    """random.getstate()'s nesting of tuples (a saved state may come back with lists)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def _drop_metrics_after(path: Path, step: int) -> None:
+    """metrics.jsonl without the lines of steps after the checkpoint (a killed run logged them;
+    the resumed run logs them again)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_name(f".tmp-{path.name}")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
 
 
 def _progress(cfg: TrainConfig):

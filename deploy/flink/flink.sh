@@ -84,7 +84,17 @@ flink() {  # SCRIPT ARGS...: a script of the distribution, on this cluster's fol
 }
 
 pids() { cat "$RUN"/pid/*.pid 2>/dev/null || true; }
-alive() { for p in $(pids); do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+cmdline() {  # PID: its command line ('' when it is gone)
+  if [ -r "/proc/$1/cmdline" ]; then tr '\0' ' ' <"/proc/$1/cmdline"; else ps -o args= -p "$1" 2>/dev/null || true; fi
+}
+ours() {  # PID: a JVM of this cluster (a Flink entry point reading this cluster's conf/), not
+  # whatever process got the pid after a reboot or a crash
+  case "$(cmdline "$1")" in
+    *java*org.apache.flink.*"--configDir $RUN/conf"*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+alive() { for p in $(pids); do ours "$p" && return 0; done; return 1; }
 rest_port() { cat "$RUN/port" 2>/dev/null || echo "$PORT"; }
 overview() { curl -fsS -m 5 "http://localhost:$(rest_port)/overview" 2>/dev/null; }
 field() { overview | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
@@ -137,13 +147,34 @@ add_taskmanager() {
   say "TaskManager $((n + 1)) registered"
 }
 
+stop_pid() {  # PID: TERM, then KILL after 30 s, a JVM of this cluster (checked by the caller)
+  kill "$1" 2>/dev/null || return 0
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
+  if ours "$1"; then kill -9 "$1" 2>/dev/null; fi
+  while kill -0 "$1" 2>/dev/null && [ $SECONDS -lt $((deadline + 10)) ]; do sleep 0.2; done
+  return 0
+}
+
 down() {
-  if ! alive; then
+  # Each pid of the pid files is checked to be this cluster's JVM before it is signalled (Flink's
+  # own stop-all would signal whatever process has that pid now); a stale entry is dropped.
+  local stopped=0 f p
+  for f in "$RUN"/pid/*.pid; do
+    [ -f "$f" ] || continue
+    for p in $(cat "$f"); do
+      if ours "$p"; then
+        stop_pid "$p"
+        stopped=$((stopped + 1))
+      else
+        say "stale pid $p in $f (not this cluster's JVM): left alone, entry removed"
+      fi
+    done
+  done
+  if [ "$stopped" -eq 0 ]; then
     say "no cluster running from $RUN"
   else
-    flink taskmanager.sh stop-all >/dev/null
-    flink jobmanager.sh stop-all >/dev/null
-    say "stopped the cluster in $RUN (logs stay in $RUN/log)"
+    say "stopped the cluster in $RUN ($stopped JVMs; logs stay in $RUN/log)"
   fi
   rm -rf "$RUN/pid" "$RUN/tmp"
 }
