@@ -27,6 +27,7 @@ import json
 import os
 import random
 import re
+import shutil
 import tempfile
 import time
 
@@ -432,6 +433,7 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
     results: dict = {}
     for obj in args.objectives.split(","):
         for seed in range(args.seeds):
+            shutil.rmtree(f"{args.out}/ckpt-{obj}-{seed}", ignore_errors=True)  # a rerun's
             cfg = TrainConfig(
                 data=data["loss"] if obj == "loss" else data["lacy"],
                 output=f"{args.out}/ckpt-{obj}-{seed}",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable
@@ -269,9 +270,11 @@ def main(argv=None) -> None:
         objective, negatives = objective_of(obj)
         for name in configs if objective in LABEL_OBJECTIVES else (None,):
             for seed in range(args.seeds):
+                ckpt = f"{out}/ckpt-{obj}-{name or 'main'}-{seed}"
+                shutil.rmtree(ckpt, ignore_errors=True)  # this bench's own, from a rerun
                 cfg = TrainConfig(
                     data=folder(out, name, "train"),
-                    output=f"{out}/ckpt-{obj}-{name or 'main'}-{seed}",
+                    output=ckpt,
                     objective=objective,
                     call_negatives=negatives,
                     token_budget=args.budget,

@@ -121,3 +121,12 @@ def test_weights_load_strictly(shards, tmp_path):
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="do not fit the model"):
         checkpoint.load_weights(tr.model, folder)
+
+
+def test_a_new_run_does_not_overwrite_another_runs_checkpoints(shards, tmp_path):
+    from trainer.train import Trainer
+
+    Trainer(small_cfg(shards, tmp_path / "a", max_steps=2)).fit()
+    with pytest.raises(ValueError, match="holds the checkpoints of another run"):
+        Trainer(small_cfg(shards, tmp_path / "a", max_steps=2))
+    assert [p.name for p in checkpoint.checkpoints(tmp_path / "a")] == ["checkpoint-2"]

@@ -284,7 +284,7 @@ def test_the_cluster_and_lacys_processes_listen_on_loopback(cluster, hostile, tm
     """Flink's own ports (REST, RPC, blob, data) are on loopback (deploy/flink/conf/config.yaml),
     and so is everything the Python side opens while a job runs: the launcher and its LOOPBACK
     workers. Beam's Java harness binds its Fn API servers (in the TaskManagers and the job
-    server) on every interface whatever it is told (docs/security.md): those are counted, not
+    server) on every interface whatever it is told (docs/safety.md): those are counted, not
     hidden."""
     assert all(is_loopback(ip) for ip, _ in listeners(set(cluster.jvm_pids())))
     args = [*hostile["args"], *cluster.flags("--parallelism=2"), "--environment_type=LOOPBACK"]

@@ -98,13 +98,15 @@ def checkpoints(out: Path) -> list[Path]:
 def _remove_temporaries(out: Path) -> None:
     """What a killed save left: lacy's own temporary folders and files in OUT."""
     for p in out.glob(f"{TMP}*"):
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def latest(out: Path) -> tuple[Path, dict] | None:
+def latest(out: Path, clean: bool = True) -> tuple[Path, dict] | None:
     """(folder, state) of the newest checkpoint whose weights and state belong together; None
-    when OUT has no checkpoint. Raises ValueError when every checkpoint is broken."""
-    _remove_temporaries(out)
+    when OUT has no checkpoint. Raises ValueError when every checkpoint is broken. `clean`
+    removes what a killed save left (one process of a data-parallel job does)."""
+    if clean:
+        _remove_temporaries(out)
     broken = []
     for folder in checkpoints(out):
         try:

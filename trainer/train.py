@@ -202,7 +202,15 @@ class Trainer:
         self.dist, self.device = init_distributed(cfg.device)
         self.accum = cfg.accum_steps(self.dist.world)
         self.out = Path(cfg.output)
-        self.resumed = checkpoint.latest(self.out) if cfg.resume else None  # (folder, state)
+        if cfg.resume:  # (folder, state) of the newest sound checkpoint, or None
+            self.resumed = checkpoint.latest(self.out, clean=self.dist.main)
+        elif checkpoint.checkpoints(self.out):
+            raise ValueError(
+                f"{self.out} holds the checkpoints of another run: pass --resume to continue it, "
+                "or name a new folder (lacy does not overwrite them)"
+            )
+        else:
+            self.resumed = None
         seed_everything(cfg.seed)
         if cfg.init:
             self.model, self.tok = load_pretrained_slm(cfg.init, cfg.reference_model)
