@@ -104,6 +104,10 @@ class JsonSplitError(ValueError):
     """The file is not one JSON array or object: what was read before it stays read."""
 
 
+class JsonCutOff(JsonSplitError):
+    """The file ends inside its top-level array or object (a cut-off download)."""
+
+
 _OUTSIDE = re.compile(rb'["\[\]{},]')
 _INSIDE = re.compile(rb'["\\]')
 _SPACE = b" \t\r\n"
@@ -206,12 +210,10 @@ def json_members(f, cap: int) -> Iterator[tuple[bytes | Overlong, str]]:
             yield data, kind
             if stop == b",":
                 continue
+            if not stop:
+                raise JsonCutOff(f"the file ends inside its top-level {kind}")
             if stop != closer:
-                raise JsonSplitError(
-                    f"the file ends inside its top-level {kind}"
-                    if not stop
-                    else f"the top-level {kind} is closed by {stop!r}"
-                )
+                raise JsonSplitError(f"the top-level {kind} is closed by {stop!r}")
             break
     if s.skip_space():
         raise JsonSplitError(f"data after the end of the top-level {kind}")

@@ -29,7 +29,9 @@ class LabelConfig:
     output: str = _f("", "output directory (local or any Beam filesystem path)")
     input: str | None = _f(None, "file, folder or glob; default: the shipped Wikipedia leads")
     limit: int | None = _f(None, "label at most this many input records")
-    overwrite: bool = _f(False, "replace a non-empty output directory")
+    overwrite: bool = _f(
+        False, "replace a previous lacy output there (only lacy's own files are deleted)"
+    )
     text_field: str = _f("text", "text field of JSONL/Parquet/datasets records")
     id_field: str = _f("id", "id field of JSONL/Parquet/datasets records")
     txt_mode: str = _f(

@@ -30,7 +30,7 @@ from lacy_labels.validate import MAX_ID_CHARS, has_lone_surrogate
 from pipelines.bounded import (
     BOM,
     DEFAULT_ROW_GROUP_BYTES,
-    JsonSplitError,
+    JsonCutOff,
     Overlong,
     json_members,
     read_capped,
@@ -107,10 +107,8 @@ def _read_any(entry: Listed, opts: ReadOptions) -> Iterator[dict]:
             yield raw
     except CannotOpen as e:
         yield _file_error(entry, e.reason, str(e))
-    except (EOFError, JsonSplitError) as e:
-        cut = isinstance(e, EOFError) or "ends inside" in str(e)
-        yield _file_error(entry, "truncated_file" if cut else "corrupt_file",
-                          f"{_stopped(done)} ({type(e).__name__}: {e})")  # fmt: skip
+    except (EOFError, JsonCutOff) as e:
+        yield _file_error(entry, "truncated_file", f"{_stopped(done)} ({type(e).__name__}: {e})")
     except Exception as e:  # noqa: BLE001 - a stream that cannot go on: the rest is one reject
         yield _file_error(entry, "corrupt_file", f"{_stopped(done)} ({type(e).__name__}: {e})")
 
