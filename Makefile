@@ -10,7 +10,7 @@ LABEL_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps label test lint docs flink-install flink-up flink-down
+.PHONY: setup system-deps label test test-fast lint docs flink-install flink-up flink-down
 
 $(STAMP): requirements.txt requirements-assets.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ label: setup
 test: setup system-deps
 	$(BIN)/python -m pytest -q
 
+# The unit tier (tests/unit): minutes, no Java, no Chromium, no pipeline runs. tests/conftest.py
+# fails a unit test that runs a pipeline, trains or loads the real reference model.
+test-fast: setup
+	$(BIN)/python -m pytest -q tests/unit
+
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
@@ -43,7 +48,8 @@ docs: setup
 	$(BIN)/python docs/generate.py
 
 # A standalone Flink 1.19 cluster on loopback for `lacy-label --runner=FlinkRunner` (needs java and
-# mvn; Flink and Beam's job server are built once into ~/.cache/lacy/flink). See docs/runners.md.
+# mvn). flink-install fetches Flink and builds Beam's job server once into ~/.cache/lacy/flink
+# (flink-up does too); lacy-label only looks the jar up there. See docs/runners.md.
 flink-install:
 	deploy/flink/flink.sh install
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
-import subprocess
-import time
+
+from lacy_labels.cpu import cpu_name  # noqa: F401 - the benchmarks import it from here
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -27,40 +26,6 @@ def peak_rss_mb() -> float:
 def emit(figures: dict) -> None:
     """Print the figures as one JSON object on the last line."""
     print(json.dumps(figures, sort_keys=True), flush=True)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (lscpu's), to print beside every figure."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now (for a server a test or bench starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Wait until `port` on loopback accepts connections; fails if `proc` (the server) exits."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"port {port} did not open")
 
 
 def summarize(results: dict, metrics=None) -> dict:

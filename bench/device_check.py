@@ -236,7 +236,7 @@ def training(args, model_dir: str, presets: list[str]) -> dict:
             device=args.device, reference_model=model_dir, progress=False, log_every=1,
         )  # fmt: skip
         trainer = Trainer(cfg)
-        hist = trainer.fit()
+        hist = trainer.fit().history
         seconds = hist[-1]["elapsed_s"] - hist[0]["elapsed_s"]
         tokens = (len(hist) - 1) * batch * seq
         out[preset] = {

@@ -359,7 +359,7 @@ def stream_classes(heldout_labelled: str, spans: dict) -> np.ndarray:
 def diagnose(work: str, world_path: str, budget: float, seq_len: int = 128) -> dict:
     """For each checkpoint in `work`: where its calls land at `budget`, names told apart."""
     from trainer.cascade import calls_at_budget, slm_positions
-    from trainer.model import load_checkpoint
+    from trainer.checkpoint import load_checkpoint
 
     corpus = build_corpus(load_world(world_path))
     out = {}
@@ -450,11 +450,9 @@ def train_and_evaluate(args, data: dict, heldout: str, items, budgets, share: fl
                 progress=False,
                 log_every=50,
             )
-            trainer = Trainer(cfg)
-            trainer.fit()
-            slm = trainer.slm().eval()
-            r = evaluate(slm, trainer.tok, heldout, items, budgets, cfg.seq_len)
-            results.setdefault(obj, []).append(r | {"steps": trainer.step})
+            fit = Trainer(cfg).fit()
+            r = evaluate(fit.model, fit.tokenizer, heldout, items, budgets, cfg.seq_len)
+            results.setdefault(obj, []).append(r | {"steps": fit.steps})
             print(obj, seed, json.dumps(r), flush=True)
     return results
 

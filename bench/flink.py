@@ -34,10 +34,11 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 
-from bench.common import cpu_name, emit, free_port, wait_for_port
-from bench.flink_local import Cluster, Pool
+from bench.common import cpu_name, emit
+from deploy.flink.cluster import Cluster, Pool
 from lacy_labels import cli
 from pipelines import flink
+from pipelines.loopback import free_port, wait_for_port
 
 
 class PeakRss:

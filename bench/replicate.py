@@ -283,11 +283,10 @@ def main(argv=None) -> None:
                     log_every=10,
                     compact_vocab=args.vocab == "compact",
                 )
-                tr = Trainer(cfg)
-                tr.fit()
+                fit = Trainer(cfg).fit()
                 r = teacher_forced(
-                    tr.slm().eval(),
-                    tr.tok,
+                    fit.model,
+                    fit.tokenizer,
                     large,
                     folder(out, None, "heldout"),
                     args.call_budget,
@@ -296,8 +295,8 @@ def main(argv=None) -> None:
                     large_cache,
                     facts_from,
                 )
-                epochs = tr.step * cfg.step_tokens() / args.train_tokens
-                r |= {"steps": tr.step, "gt_tokens": tr.gt_tokens, "epochs": round(epochs, 2)}
+                epochs = fit.steps * cfg.step_tokens() / args.train_tokens
+                r |= {"steps": fit.steps, "gt_tokens": fit.gt_tokens, "epochs": round(epochs, 2)}
                 results.setdefault(arm(obj, name), []).append(r)
                 print(arm(obj, name), seed, json.dumps(r), flush=True)
     report(out, results, args, t0, t_label)

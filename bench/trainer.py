@@ -17,8 +17,9 @@ import subprocess
 import sys
 import tempfile
 
-from bench.common import cpu_name, emit, free_port, wiki_docs
+from bench.common import cpu_name, emit, wiki_docs
 from lacy_labels import cli
+from pipelines.loopback import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

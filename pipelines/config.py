@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from lacy_labels import cli
 from lacy_labels.facts import FactRule
 from lacy_labels.grammar import DEFAULT_MAX_PARSE_CHARS, DEFAULT_SPACY_BATCH, DEFAULT_SPACY_MODEL
-from lacy_labels.kernels import LINEAR_KERNELS, resolve_linear_kernel, warn_if_emulated
+from lacy_labels.kernels import LINEAR_KERNELS, check_linear_kernel
 from lacy_labels.reference import DEFAULT_MODEL
 from lacy_labels.rules import RULES, SCOPES, LabelRule
 from lacy_labels.scoring import BATCH_TOKENS, ScoreConfig
@@ -155,8 +155,7 @@ class LabelConfig:
         self.label_rule()
         self.score_config().context()
         LossSketch(self.threshold_sketch_size)
-        resolve_linear_kernel(self.linear_kernel, self.device, self.dtype)
-        warn_if_emulated(self.dtype, self.device)
+        check_linear_kernel(self.linear_kernel, self.device)  # no torch: validation is pure
         if self.threshold is not None and self.threshold_from:
             raise ValueError("give --threshold or --threshold_from, not both")
         fixed = self.threshold is not None or self.threshold_from

@@ -1,10 +1,10 @@
 """Flink: the job server that Beam's FlinkRunner starts, and a check that the cluster answers.
 
 Beam's FlinkRunner starts a job server from `--flink_job_server_jar`, or downloads Beam's own
-from Maven Central, which serves none for recent Beam releases. lacy assembles one from the parts
-Maven Central does serve (`deploy/flink/flink.sh jobserver`, cached in ~/.cache/lacy/flink and
-built on first use) and passes it, so the plain `--runner=FlinkRunner --flink_master=HOST:PORT`
-command line works offline. Nothing here runs for other runners.
+from Maven Central, which serves none for recent Beam releases. `make flink-install` assembles
+one from the parts Maven Central does serve (deploy/flink/, cached in ~/.cache/lacy/flink); lacy
+finds it and passes it, so the plain `--runner=FlinkRunner --flink_master=HOST:PORT` command line
+works offline. Nothing here runs for other runners.
 
 `lacy-flink-counters --flink_master HOST:PORT [--job JOB_ID]` prints lacy's counters of a running
 or finished job, decoded from the Beam metrics that Flink keeps as the job's accumulator."""
@@ -12,9 +12,9 @@ or finished job, decoded from the Beam metrics that Flink keeps as the job's acc
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
-import subprocess
 import sys
 import urllib.request
 from dataclasses import dataclass
@@ -32,7 +32,8 @@ from lacy_labels.cli import setting
 from pipelines.metrics import add_counter, add_distribution
 
 log = logging.getLogger("lacy")
-SCRIPT = Path(__file__).resolve().parent.parent / "deploy" / "flink" / "flink.sh"
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "flink"  # in a checkout only
+SCRIPT, POM = DEPLOY / "flink.sh", DEPLOY / "jobserver" / "pom.xml"
 JAR_NAME = "lacy-flink-job-server.jar"
 LOCAL_MASTERS = ("[local]", "[auto]")  # Beam's names for a mini-cluster inside the job server
 
@@ -48,27 +49,31 @@ def cached_jar() -> Path:
 
 
 def job_server_jar() -> Path:
-    """The launcher jar of lacy's Flink job server: built by deploy/flink/flink.sh (Maven, once;
-    a rebuild only when its pom changes), or the cached one where the checkout's script is
-    absent."""
-    if SCRIPT.exists():
-        done = subprocess.run(
-            ["bash", str(SCRIPT), "jobserver"], stdout=subprocess.PIPE, text=True, check=False
+    """The launcher jar of lacy's Flink job server, where `make flink-install` cached it. lacy
+    never builds it at launch: a missing jar, or one built from another version of the
+    checkout's deploy/flink/jobserver/pom.xml, is a ValueError that names the command. From an
+    installed wheel (no checkout beside it) the cached jar is taken as it is."""
+    jar = cached_jar()
+    if not jar.exists():
+        raise ValueError(
+            f"no Flink job server at {jar}: `make flink-install` (deploy/flink/flink.sh install) "
+            "builds it once, or pass --flink_job_server_jar"
         )
-        if done.returncode != 0:
-            raise ValueError(f"could not build the Flink job server ({SCRIPT} jobserver failed)")
-        return Path(done.stdout.strip().splitlines()[-1])
-    if cached_jar().exists():
-        return cached_jar()
-    raise ValueError(
-        f"no Flink job server: {cached_jar()} is missing; run deploy/flink/flink.sh jobserver from "
-        "a checkout of lacy, or pass --flink_job_server_jar"
-    )
+    if POM.exists():
+        built = jar.parent / "pom.sha256"
+        want = hashlib.sha256(POM.read_bytes()).hexdigest()
+        if not built.exists() or built.read_text().strip() != want:
+            raise ValueError(
+                f"{jar} was built from another {POM.relative_to(POM.parents[3])}: "
+                "`make flink-install` rebuilds it"
+            )
+    return jar
 
 
-def job_server_args(opts: PipelineOptions) -> list[str]:
-    """Beam arguments lacy adds for a FlinkRunner job: the job server jar, unless the command
-    names one, a job endpoint or an uber-jar submission. [] for other runners."""
+def add_job_server(opts: PipelineOptions) -> list[str]:
+    """For a FlinkRunner job, set lacy's job server jar on `opts` (unless the command names one,
+    a job endpoint or an uber-jar submission) and return the Beam argument that says so, for
+    config.json. [] for other runners."""
     if not is_flink(opts):
         return []
     fo = opts.view_as(FlinkRunnerOptions)
@@ -76,7 +81,8 @@ def job_server_args(opts: PipelineOptions) -> list[str]:
         return []
     if opts.view_as(PortableOptions).job_endpoint:
         return []
-    return [f"--flink_job_server_jar={job_server_jar()}"]
+    fo.flink_job_server_jar = str(job_server_jar())
+    return [f"--flink_job_server_jar={fo.flink_job_server_jar}"]
 
 
 def rest_url(master: str) -> str:

@@ -107,7 +107,7 @@ def build(
         annotated.groups
         | "ToScorers" >> beam.Reshuffle()
         | "Unpack" >> beam.Map(codec.unpack_many)
-        | "Score" >> score_transform(cfg)
+        | "Score" >> score_transform(cfg, plan.threads)
         | "SplitScored" >> beam.FlatMap(split_scored).with_outputs(REJECTS, main="recs")
     )
     if fixed is not None:

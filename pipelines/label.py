@@ -19,8 +19,9 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
 
-from lacy_labels.kernels import bound_primitive_caches
+from lacy_labels.cpu import bound_primitive_caches
 from pipelines import dataflow, flink, layout, outputs
 from pipelines.card import render_card
 from pipelines.config import LabelConfig, resolve
@@ -36,52 +37,72 @@ from pipelines.redact import mask_in_logs, redact, redact_text, secret_values
 log = logging.getLogger("lacy")
 
 
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How this run executes, resolved once from the settings and Beam's arguments: the
+    arguments as run and saved, their options, what local worker processes add to their
+    environment, and torch threads per scoring process with the reason."""
+
+    beam_args: list[str]
+    opts: PipelineOptions
+    worker_env: dict[str, str]
+    threads: int | None
+    threads_from: str
+
+
+def runtime(cfg: LabelConfig, beam_args: list[str]) -> Runtime:
+    opts = beam_options(beam_args)
+    beam_args = beam_args + flink.add_job_server(opts)  # saved in config.json too
+    flink.check_master(opts)
+    env = worker_env(opts)
+    # threads as the local workers will see their environment (the caller's plus env)
+    threads, why = resolve_threads(cfg, opts, environ={**os.environ, **env})
+    if threads != cfg.threads:
+        log.info("torch threads per worker: %s (%s)", threads, why)
+    return Runtime(beam_args, opts, env, threads, why)
+
+
 def run(argv: list[str] | None = None) -> dict:
     """Run the job; returns the final stats (plus the output directory, wall time, and the job's
     Beam metrics)."""
     bound_primitive_caches()  # the in-process runner scores here: before any oneDNN op
     cfg, beam_args = resolve(argv)
     mask_in_logs(secret_values(beam_args))  # before anything logs them
-    beam_args += flink.job_server_args(beam_options(beam_args))  # saved in config.json too
-    opts = beam_options(beam_args)
-    flink.check_master(opts)
-    # threads as the local workers will see their environment (the caller's plus local_env's)
-    threads, why = resolve_threads(cfg, opts, environ={**os.environ, **worker_env(opts)})
-    if threads != cfg.threads:
-        log.info("torch threads per worker: %d (%s)", threads, why)
-        cfg = dataclasses.replace(cfg, threads=threads)
-    result, wall = run_job(cfg, beam_args, opts, why)
-    if dataflow.is_dry_run(opts):  # nothing ran: no stats, card or report to make
-        path = dataflow.write_job_description(result, cfg.output)
-        return {"output": cfg.output.rstrip("/"), "dry_run": path}
-    return finish(cfg, wall) | {
-        "output": cfg.output.rstrip("/"),
-        "report": cfg.report,
-        "metrics": beam_counters(result),
-    }
-
-
-def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threads_from: str):
-    """Write config.json, run the pipeline to the end; (PipelineResult, wall seconds)."""
+    rt = runtime(cfg, beam_args)
     out = cfg.output.rstrip("/")
-    FileSystems.set_options(opts)  # the launcher's own reads and writes see --s3_endpoint_url...
+    FileSystems.set_options(rt.opts)  # the launcher's own reads and writes see --s3_endpoint_url
     files = expand_inputs(cfg.input)  # before anything is deleted
     fixed = fixed_threshold(cfg)  # read before --overwrite could remove its stats.json
     layout.prepare_output(out, cfg.overwrite, files, cfg.input)
-    plan = plan_sizes(cfg, files, planned_workers(opts), threads_from)
+    plan = plan_sizes(cfg, files, planned_workers(rt.opts), rt.threads, rt.threads_from)
     meta = provenance(cfg) | {"threshold_source": fixed["source"] if fixed else "this run"}
     saved = {
         "settings": cfg.to_dict(),
         "provenance": meta,
         "plan": plan.to_dict(),
         "fixed_threshold": fixed,
-        "beam_args": beam_args,
+        "beam_args": rt.beam_args,
     }
     outputs.write_json(f"{out}/config.json", redact(saved))  # no credential is ever written
     t0 = time.time()
-    with local_env(opts), loopback_only(not cfg.listen_all):
-        p = beam.Pipeline(options=opts)
-        build(p, cfg, meta, files, plan, fixed)
+    result = run_job(rt, cfg.listen_all, out, lambda p: build(p, cfg, meta, files, plan, fixed))
+    wall = time.time() - t0
+    if dataflow.is_dry_run(rt.opts):  # nothing ran: no stats, card or report to make
+        path = dataflow.write_job_description(result, cfg.output)
+        return {"output": out, "dry_run": path}
+    return finish(cfg, meta, wall) | {
+        "output": out,
+        "report": cfg.report,
+        "metrics": beam_counters(result),
+    }
+
+
+def run_job(rt: Runtime, listen_all: bool, out: str, build_graph) -> PipelineResult:
+    """Build the graph on a pipeline of `rt`'s options and run it to the end, local workers with
+    their environment and every server this process starts on loopback (unless `listen_all`)."""
+    with local_env(rt.opts, rt.worker_env), loopback_only(not listen_all):
+        p = beam.Pipeline(options=rt.opts)
+        build_graph(p)
         result = p.run()
         try:
             state = result.wait_until_finish()
@@ -89,7 +110,7 @@ def run_job(cfg: LabelConfig, beam_args: list[str], opts: PipelineOptions, threa
             raise JobFailed(f"{type(e).__name__}: {e}", out) from e
     if state in ("FAILED", "CANCELLED", "STOPPED"):  # a runner that reports without raising
         raise JobFailed(f"the job ended {state}", out)
-    return result, time.time() - t0
+    return result
 
 
 class JobFailed(RuntimeError):
@@ -102,7 +123,7 @@ class JobFailed(RuntimeError):
         )
 
 
-def finish(cfg: LabelConfig, wall: float) -> dict:
+def finish(cfg: LabelConfig, meta: dict, wall: float) -> dict:
     """Driver-side epilogue: removes what killed attempts left, reads the job's stats.json (never
     rewrites it), writes run.json (wall time), the dataset card and the report."""
     out = cfg.output.rstrip("/")
@@ -110,14 +131,13 @@ def finish(cfg: LabelConfig, wall: float) -> dict:
     if removed:
         log.info("removed %d temporary files left by retried attempts", len(removed))
     summary = outputs.read_json(f"{out}/stats.json")
-    meta = outputs.read_json(f"{out}/config.json")["provenance"]
     run_info = {
         "wall_time_s": round(wall, 2),
         "tokens_per_s": round(summary["tokens"] / wall, 1) if wall > 0 else None,
         "temporaries_removed": len(removed),
     }
     outputs.write_json(f"{out}/run.json", run_info)  # the job's own stats.json stays as written
-    card = render_card(redact(cfg.to_dict()), meta, summary | run_info)
+    card = render_card(redact(cfg.to_dict()), redact(meta), summary | run_info)
     outputs.write_bytes(f"{out}/README.md", card.encode("utf-8"))
     if cfg.report:
         from pipelines.report import write_report

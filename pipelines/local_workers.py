@@ -60,10 +60,10 @@ def _options_file(opts: PipelineOptions, directory: str) -> str:
 
 
 @contextlib.contextmanager
-def local_env(opts: PipelineOptions) -> Iterator[dict[str, str]]:
-    """Set `worker_env(opts)` in this process for the length of the block (the workers it
-    starts inherit it), then restore the environment and remove the options file."""
-    env = worker_env(opts)
+def local_env(opts: PipelineOptions, env: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """Set `env` (default `worker_env(opts)`) in this process for the length of the block (the
+    workers it starts inherit it), then restore the environment and remove the options file."""
+    env = dict(worker_env(opts) if env is None else env)
     with tempfile.TemporaryDirectory(prefix="lacy-workers-") as tmp:
         if OPTIONS_FILE in env:
             env[OPTIONS_FILE] = _options_file(opts, tmp)

@@ -32,6 +32,7 @@ class Plan:
     workers: int
     groups: int
     shards: int
+    threads: int | None = None  # torch threads per scoring process (None: torch's default)
     threads_from: str = ""  # why the scoring processes get the threads they get
 
     def to_dict(self) -> dict:
@@ -39,7 +40,11 @@ class Plan:
 
 
 def plan_sizes(
-    cfg: LabelConfig, files: list[Listed], workers: int = 1, threads_from: str = ""
+    cfg: LabelConfig,
+    files: list[Listed],
+    workers: int = 1,
+    threads: int | None = None,
+    threads_from: str = "",
 ) -> Plan:
     """Group and shard counts from the input's size. A plan with fewer than two groups per
     worker says which --group_chars would spread the input."""
@@ -54,7 +59,7 @@ def plan_sizes(
             groups, cfg.group_chars, workers, max(MIN_GROUP_CHARS, size // (2 * workers)),
         )  # fmt: skip
     shards = max(1, math.ceil(size / cfg.shard_chars))
-    return Plan(size, workers, groups, shards, threads_from)
+    return Plan(size, workers, groups, shards, threads, threads_from)
 
 
 def planned_workers(opts: PipelineOptions) -> int:

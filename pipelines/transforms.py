@@ -142,9 +142,9 @@ class ScoreModelHandler(ModelHandler):
     `ref_loss` (or ("reject", reject dict) for a document that failed). lacy's Scorer does the
     windowing and the length bucketing inside the group."""
 
-    def __init__(self, cfg: LabelConfig):
+    def __init__(self, cfg: LabelConfig, threads: int | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.threads = cfg, threads
         self.progress = Progress()
 
     def load_model(self):
@@ -153,7 +153,7 @@ class ScoreModelHandler(ModelHandler):
 
         cfg = self.cfg
         ref = load_reference(
-            cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, cfg.threads,
+            cfg.reference_model, cfg.model_cache, cfg.device, cfg.dtype, self.threads,
             cfg.linear_kernel,
         )  # fmt: skip
         log.info(
@@ -239,11 +239,12 @@ def split_scored(result):
         yield beam.pvalue.TaggedOutput(REJECTS, value)
 
 
-def score_transform(cfg: LabelConfig) -> beam.PTransform:
-    """RunInference over groups, with Beam resource hints when an accelerator is named."""
+def score_transform(cfg: LabelConfig, threads: int | None = None) -> beam.PTransform:
+    """RunInference over groups (`threads` torch threads per scoring process), with Beam
+    resource hints when an accelerator is named."""
     from apache_beam.ml.inference.base import RunInference
 
-    step = RunInference(ScoreModelHandler(cfg))
+    step = RunInference(ScoreModelHandler(cfg, threads))
     if cfg.score_accelerator:
         step = step.with_resource_hints(accelerator=cfg.score_accelerator)
     return step

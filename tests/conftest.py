@@ -1,12 +1,69 @@
-"""Shared fixtures: the real spaCy model, the real SmolLM2 tokenizer and reference model, loaded
-once per test session."""
+"""Shared fixtures (the real spaCy model, the real SmolLM2 tokenizer and reference model, loaded
+once per test session) and the tiers. A test's tier is its folder, marked here, never by hand:
+
+- unit/: library code on small inputs; no Beam pipeline, no training, no real reference model,
+  no Java or Chromium (`make test-fast`). A unit test that does one of those fails and says so.
+- pipeline/: Beam pipelines on the local runners, training, the real SmolLM2, the CLIs.
+- cluster/: a real Flink cluster on loopback (needs java and mvn).
+
+`slow` marks the last two (`-m "not slow"` is the unit tier)."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
+
+TIERS = ("unit", "pipeline", "cluster")
+HEAVY_FIXTURES = ("reference", "shards")  # the real SmolLM2; a labelling run
+
+
+def tier_of(path: Path) -> str:
+    parts = Path(path).parts
+    return next((t for t in TIERS if t in parts[-2:-1]), "unit")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        tier = tier_of(item.path)
+        item.add_marker(tier)
+        if tier != "unit":
+            item.add_marker("slow")
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_stays_light(request, monkeypatch):
+    """In unit/, running a Beam pipeline, training or loading the real reference model fails the
+    test with the tier it belongs to (so the markers stay true)."""
+    if tier_of(request.node.path) != "unit":
+        return
+    heavy = [f for f in HEAVY_FIXTURES if f in request.fixturenames]
+    if heavy:
+        pytest.fail(f"a unit test may not use {heavy}: move it to tests/pipeline/")
+
+    def refuse(what):
+        def stop(*args, **kwargs):
+            raise AssertionError(f"a unit test {what}: move it to tests/pipeline/")
+
+        return stop
+
+    import apache_beam as beam
+
+    import lacy_labels.reference as reference
+    import trainer.train as train
+
+    monkeypatch.setattr(beam.Pipeline, "run", refuse("runs a Beam pipeline"))
+    monkeypatch.setattr(train.Trainer, "fit", refuse("trains"))
+    real = reference.load_reference
+
+    def load_reference(model=reference.DEFAULT_MODEL, *args, **kwargs):
+        if str(model) == reference.DEFAULT_MODEL:
+            refuse("loads the real reference model")()
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(reference, "load_reference", load_reference)
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,17 @@ allows), each replaced atomically: `from_pretrained(OUT)`, `lacy-eval --model OU
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import random
 import re
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 STATE_FILE = "training_state.pt"
@@ -140,3 +143,103 @@ def load_weights(model, folder: Path) -> None:
     if untied or unexpected:
         raise ValueError(f"{folder}: the weights do not fit the model (missing {untied[:5]}, "
                          f"unexpected {list(unexpected)[:5]})")  # fmt: skip
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu"):
+    """(model, tokenizer) from a save_pretrained folder (a checkpoint or OUT's copy), ready to
+    evaluate; a model trained on a compact vocabulary comes wrapped in `trainer.vocab.CompactLM`
+    (full-vocabulary ids and logits)."""
+    from transformers import AutoTokenizer
+
+    from trainer.vocab import CompactLM, CompactVocab
+
+    model = load_causal_lm(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    vocab = CompactVocab.load(path)
+    if vocab is not None:
+        model = CompactLM(model, vocab)
+    return model.to(device).eval(), tok
+
+
+def load_causal_lm(path: str | Path):
+    """A causal LM from a save_pretrained folder (safetensors only), strictly: a weight the
+    model expects and the folder lacks (tied ones aside, which transformers ties itself), one it
+    does not use, or one of another shape is an error, not a silently random layer."""
+    from transformers import AutoModelForCausalLM
+
+    model, info = AutoModelForCausalLM.from_pretrained(
+        path, use_safetensors=True, output_loading_info=True
+    )
+    bad = {k: list(v)[:5] for k, v in info.items() if k != "error_msgs" and v}
+    if bad or info.get("error_msgs"):
+        raise ValueError(f"{path}: the weights do not fit the model ({bad or info['error_msgs']})")
+    return model
+
+
+def model_files(slm, config: dict) -> Callable[[Path], None]:
+    """`write_checkpoint`'s writer of an SLM (trainer.model.SLM): the model, its tokenizer, the
+    compact vocabulary's map (when it has one) and the run's settings."""
+
+    def write(folder: Path) -> None:
+        slm.model.save_pretrained(folder, safe_serialization=True)
+        slm.tokenizer.save_pretrained(folder)
+        if slm.vocab is not None:
+            slm.vocab.save(folder)
+        (folder / "train_config.json").write_text(json.dumps(config, indent=1))
+
+    return write
+
+
+def training_state(opt, sched, step: int, gt_tokens: int, position: int, world: int,
+                   config: dict) -> dict:  # fmt: skip
+    """Everything but the weights that the next step depends on, as plain types and tensors
+    (loadable with weights_only=True): optimizer, scheduler, counters, data position, RNGs."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "step": step,
+        "gt_tokens": gt_tokens,
+        "position": position,
+        "world_size": world,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": random.getstate(),
+        },
+        "config": config,
+    }
+
+
+def restore_state(state: dict, opt, sched, world: int) -> tuple[int, int, int]:
+    """Optimizer, scheduler and RNGs from `training_state`'s dict; returns (step, gt_tokens,
+    data position). A state saved by another number of processes is refused."""
+    saved_world = state.get("world_size", 1)
+    if saved_world != world:
+        raise ValueError(f"the checkpoint was trained by {saved_world} process(es); resume "
+                         f"with the same world size, not {world}")  # fmt: skip
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    kind, keys, pos, has_gauss, gauss = state["rng"]["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(_tuples(state["rng"]["python"]))
+    return state["step"], state["gt_tokens"], state["position"]
+
+
+def _tuples(x):
+    """random.getstate()'s nesting of tuples (a saved state may come back with lists)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def drop_metrics_after(path: Path, step: int) -> None:
+    """metrics.jsonl without the lines of steps after the checkpoint (a killed run logged them;
+    the resumed run logs them again)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_name(f"{TMP}{path.name}")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)

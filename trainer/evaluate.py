@@ -18,8 +18,9 @@ import torch
 
 from lacy_labels import cli
 from lacy_labels.cli import setting
+from trainer.checkpoint import load_checkpoint
 from trainer.data import eval_batches
-from trainer.model import call_id, load_checkpoint, separator_id
+from trainer.model import call_id, separator_id
 from trainer.objectives import nll_without_call
 
 

@@ -1,9 +1,11 @@
-"""SLM presets built from a config (Hugging Face causal LMs), with the reference tokenizer's
-vocabulary plus one added `<CALL>` token."""
+"""The SLM: presets built from a config (Hugging Face causal LMs) or a pretrained start, with the
+reference tokenizer's vocabulary plus one added `<CALL>` token, optionally on a compact
+vocabulary. `build_slm` is the one place an SLM is put together for training."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
 from lacy_labels.reference import DEFAULT_MODEL
 
@@ -62,9 +64,8 @@ def load_pretrained_slm(init: str, reference_model: str = DEFAULT_MODEL, cache_d
     """(model, tokenizer) to continue pretraining from: a causal LM folder (or "smollm2", the
     shipped one, or a .gguf), with `<CALL>` added. Its vocabulary must be the labels' (the
     reference tokenizer's): the labels' token ids are its inputs."""
-    from transformers import AutoModelForCausalLM
-
     from lacy_labels.reference import load_tokenizer, resolve_model_dir
+    from trainer.checkpoint import load_causal_lm
 
     path = resolve_model_dir(init, cache_dir)
     tok = load_tokenizer(path)
@@ -77,7 +78,7 @@ def load_pretrained_slm(init: str, reference_model: str = DEFAULT_MODEL, cache_d
             f"tokenizer ({reference_model}, {len(want)} tokens); the labels' token ids would "
             "mean other tokens to it"
         )
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
+    model = load_causal_lm(path)
     add_call_token(tok, model)
     return model, tok
 
@@ -129,16 +130,58 @@ def separator_id(tok) -> int:
     return int(sep)
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """(model, tokenizer) from a save_pretrained folder; a model trained on a compact
-    vocabulary comes wrapped in `trainer.vocab.CompactLM` (full-vocabulary ids and logits)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass
+class SLM:
+    """An SLM ready to train: the model (over the compact vocabulary's rows when `vocab` is set),
+    its tokenizer with `<CALL>`, `<CALL>`'s and the document separator's token ids."""
 
-    from trainer.vocab import CompactLM, CompactVocab
+    model: Any
+    tokenizer: Any
+    call: int
+    separator: int
+    vocab: Any = None  # trainer.vocab.CompactVocab, or None for the full vocabulary
 
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True)
-    tok = AutoTokenizer.from_pretrained(path)
-    vocab = CompactVocab.load(path)
-    if vocab is not None:
-        model = CompactLM(model, vocab)
-    return model.to(device).eval(), tok
+    @property
+    def call_row(self) -> int:
+        """`<CALL>`'s row in the model's output (its id, or its compact row)."""
+        return self.vocab.call_row if self.vocab is not None else self.call
+
+    @property
+    def lut(self):
+        """token id -> model row (a numpy array), or None on the full vocabulary."""
+        return self.vocab.lut if self.vocab is not None else None
+
+    def full_vocabulary(self):
+        """The model over full-vocabulary ids and logits (what `load_checkpoint` returns)."""
+        from trainer.vocab import CompactLM
+
+        return CompactLM(self.model, self.vocab) if self.vocab is not None else self.model
+
+
+def build_slm(
+    preset: str = "tiny",
+    *,
+    init: str | None = None,
+    reference_model: str = DEFAULT_MODEL,
+    seed: int = 0,
+    compact_data: str | None = None,
+    vocab=None,
+) -> SLM:
+    """The SLM to train: a fresh seeded `preset`, or the pretrained `init` (a folder, .gguf or
+    "smollm2"), with `<CALL>` added. `compact_data` (a labelled output) shrinks a fresh model's
+    vocabulary to the ids present there, or to `vocab` (a resumed checkpoint's map)."""
+    from trainer.vocab import CompactVocab
+
+    if init:
+        if compact_data or vocab is not None:
+            raise ValueError(
+                "a compact vocabulary trains a fresh --preset; it cannot shrink --init"
+            )
+        model, tok = load_pretrained_slm(init, reference_model)
+        return SLM(model, tok, call_id(tok), separator_id(tok))
+    tok = load_slm_tokenizer(reference_model)
+    call, sep = call_id(tok), separator_id(tok)
+    if vocab is None and compact_data:
+        vocab = CompactVocab.from_shards(compact_data, call, len(tok), [sep])
+    model = build_model(preset, len(vocab) if vocab is not None else len(tok), seed)
+    return SLM(model, tok, call, sep, vocab)

@@ -5,7 +5,7 @@ tokenizer's 49,153-token vocabulary spends most of a tiny SLM's compute on an ou
 tokens it never sees. A compact vocabulary keeps one row per token id present in the training
 shards (plus the separator and `<CALL>`, which is the last row) and one row for any other input.
 The checkpoint stores that map beside the weights (`compact_vocab.json`);
-`trainer.model.load_checkpoint` wraps such a model in `CompactLM`, which takes and returns the
+`trainer.checkpoint.load_checkpoint` wraps such a model in `CompactLM`, which takes and returns the
 full vocabulary, so evaluation, `lacy-eval` and `lacy-cascade` work unchanged.
 
 Meant for small corpora: on web-scale text nearly every id appears and the scan is a full pass

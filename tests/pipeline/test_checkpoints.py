@@ -16,8 +16,6 @@ from test_trainer import small_cfg
 
 from trainer import checkpoint
 
-pytestmark = pytest.mark.slow
-
 # Run inside lacy-train: the second torch.save (the second checkpoint's training state) writes,
 # then signals the test and waits to be killed, so the kill lands in the middle of a save: after
 # the new checkpoint's files are written, before its folder is renamed into place.

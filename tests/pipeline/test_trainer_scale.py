@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from test_trainer import small_cfg
 
-from bench.common import free_port
+from pipelines.loopback import free_port
 from trainer.data import (
     SequenceLoader,
     ShardError,
@@ -178,7 +178,7 @@ def test_a_server_without_range_requests_is_read_whole_with_one_warning(
         assert same_batches(first_batches(plain_http_root, many), first_batches(big_shards, many))
     warned = [r for r in caplog.records if "ignores HTTP range requests" in r.getMessage()]
     assert len(warned) == 1 and plain_http_root in warned[0].getMessage()
-    hist = Trainer(small_cfg(plain_http_root, tmp_path / "ck", max_steps=2)).fit()
+    hist = Trainer(small_cfg(plain_http_root, tmp_path / "ck", max_steps=2)).fit().history
     assert len(hist) == 2 and np.isfinite(hist[-1]["loss"])
 
 
@@ -191,7 +191,7 @@ def test_training_from_an_https_url(https_root, shards, tmp_path):
     )
     assert same_batches(first_batches(https_root), first_batches(shards))
     assert RangeHandler.ranges  # read by ranges (footer, then row groups), not downloaded whole
-    hist = Trainer(small_cfg(https_root, tmp_path / "ck", max_steps=2)).fit()
+    hist = Trainer(small_cfg(https_root, tmp_path / "ck", max_steps=2)).fit().history
     assert len(hist) == 2 and np.isfinite(hist[-1]["loss"])
 
 
@@ -275,7 +275,6 @@ def losses(out):
     return [json.loads(line)["loss"] for line in lines]
 
 
-@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(shards, tmp_path):
     from trainer.train import Trainer
 
@@ -283,12 +282,15 @@ def test_two_processes_match_one_with_the_same_global_batch(shards, tmp_path):
     assert done.stdout.count('"steps": 8') == 1  # one rank prints, writes metrics and saves
     ddp = losses(tmp_path / "ddp")
     assert len(ddp) == 8 and ddp[-1] < ddp[0] - 0.5  # the loss falls
-    one = Trainer(small_cfg(shards, tmp_path / "one", max_steps=8, global_batch_tokens=256)).fit()
+    one = (
+        Trainer(small_cfg(shards, tmp_path / "one", max_steps=8, global_batch_tokens=256))
+        .fit()
+        .history
+    )
     assert one[0]["trained_targets"] == 256  # 2 micro-batches x 4 sequences x 32 targets
     assert np.allclose(ddp[:3], [h["loss"] for h in one[:3]], atol=1e-4)
 
 
-@pytest.mark.slow
 def test_resume_continues_a_two_process_run_identically(shards, tmp_path):
     from safetensors.numpy import load_file
 

@@ -139,7 +139,6 @@ def test_overwrite_on_s3_deletes_lacys_objects_one_by_one(s3):
     assert objects(s3, "old/") == ["user.txt"]
 
 
-@pytest.mark.slow
 def test_a_job_on_s3_replaces_its_previous_output_and_writes_no_secret(s3, tiny_model_dir):
     """Input and output on S3 (a real S3 API), the credentials as Beam flags: the second run with
     --overwrite and fewer shards leaves none of the first run's shards, and no object holds the

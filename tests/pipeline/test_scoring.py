@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from lacy_labels.kernels import onednn_available, set_linear_kernel
 from lacy_labels.reference import convert_gguf, smollm2_gguf_path
 from lacy_labels.scoring import ScoreConfig, Scorer, logsumexp_, plan_windows
 from lacy_labels.tokens import encode_batch
 
-pytestmark = pytest.mark.slow
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="no oneDNN in this torch build")
 
 
 def direct_losses(ref, seq):
@@ -114,3 +115,18 @@ def test_in_place_logsumexp_is_torchs_bit_for_bit():
         assert torch.equal(logsumexp_(x.clone()), torch.logsumexp(x, dim=-1))
     x = torch.tensor([[float("-inf")] * 3, [1.0, float("inf"), 2.0], [0.0, 0.0, 0.0]])
     assert torch.equal(logsumexp_(x.clone()), torch.logsumexp(x, dim=-1))
+
+
+@needs_onednn
+def test_reference_losses_agree_across_kernels(reference, wiki_docs):
+    assert reference.identity["reference_linear_kernel"] == "onednn"
+    ids = [i for i, _ in encode_batch(reference.tokenizer, [d["text"] for d in wiki_docs[:3]])]
+    scorer = Scorer(reference)
+    fast = scorer.score(ids)
+    try:
+        assert set_linear_kernel(reference.model, "torch") == 211  # 30 layers x 7 + the head
+        plain = scorer.score(ids)
+    finally:
+        set_linear_kernel(reference.model, "onednn")
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fast, plain))
+    assert diff <= 1e-3

@@ -15,8 +15,7 @@ from trainer.data import ShardError
 from trainer.model import build_model, call_id, load_slm_tokenizer, separator_id
 from trainer.train import TrainConfig, Trainer
 
-pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def lacy_train_first_step(shards, tmp_path, objective: str) -> dict:
@@ -24,7 +23,7 @@ def lacy_train_first_step(shards, tmp_path, objective: str) -> dict:
         data=str(shards), output=str(tmp_path / f"lacy-train-{objective}"), objective=objective,
         max_steps=1, progress=False,
     )  # fmt: skip
-    return Trainer(cfg).fit()[0]
+    return Trainer(cfg).fit().history[0]
 
 
 def parquet_rows(shards, tmp_path, streaming=False):
@@ -170,8 +169,8 @@ def test_add_call_token_resizes_and_starts_call_as_the_mean_row(tiny_model_dir):
 def test_continued_pretraining_from_smollm2_and_the_cascade_loads_it(shards, tmp_path):
     from trainer import train
     from trainer.cascade import generate, load_large
+    from trainer.checkpoint import load_checkpoint
     from trainer.evaluate import evaluate
-    from trainer.model import load_checkpoint
 
     out = tmp_path / "smol"
     assert train.main(["--data", str(shards), "--output", str(out), "--init", "smollm2",

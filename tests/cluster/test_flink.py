@@ -20,13 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 from hostile import LABEL_ARGS, check_output, make_hostile
 
-from bench.flink_local import Cluster, Pool
+from deploy.flink.cluster import Cluster, Pool
 from pipelines import flink, label
 from pipelines.layout import leftovers
 from pipelines.outputs import read_rejects
 from pipelines.publish import PublishError, check_dataset_dir
 
-pytestmark = pytest.mark.slow
 NEEDS = ("java", "mvn", "curl")
 JOB_TIMEOUT_S = 600  # a hung job fails the test instead of the suite
 
@@ -40,6 +39,7 @@ def cluster(tmp_path_factory):
             pytest.fail(why)
         pytest.skip(why)
     c = Cluster(tmp_path_factory.mktemp("flink-cluster"))
+    c.script("install")  # `make flink-install`: Flink and the job server (free once cached)
     c.script("up")
     yield c
     jvms = c.jvm_pids()

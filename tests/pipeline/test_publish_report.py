@@ -11,8 +11,6 @@ import pytest
 from pipelines import label, publish
 from pipelines.report import write_report
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory, tiny_model_dir):
@@ -225,7 +223,7 @@ def test_a_hub_that_cannot_be_reached_is_one_clear_error(labelled, tmp_path):
     listens: exit 2, one line, no traceback, the token never printed."""
     import sys
 
-    from bench.common import free_port
+    from pipelines.loopback import free_port
 
     env = dict(os.environ, HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", HF_HUB_OFFLINE="0")
     env["HF_TOKEN"] = "hf_do_not_print"

@@ -1,5 +1,5 @@
-"""A local Flink cluster and lacy worker pool driven from Python, for the Flink tests and benchmark:
-deploy/flink/flink.sh in a folder of its own on free ports, Flink's REST API, and
+"""A local Flink cluster and lacy worker pool driven from Python, for the Flink tests and the
+benchmarks: deploy/flink/flink.sh in a folder of its own on free ports, Flink's REST API, and
 `python -m pipelines.worker_pool` as a separate process."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from bench.common import free_port, wait_for_port
 from pipelines import flink
+from pipelines.loopback import free_port, wait_for_port
 
 
 class Cluster:

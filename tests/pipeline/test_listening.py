@@ -13,7 +13,7 @@ import psutil
 import pytest
 from apache_beam.portability.api import beam_fn_api_pb2, beam_fn_api_pb2_grpc, endpoints_pb2
 
-from bench.common import free_port, wait_for_port
+from pipelines.loopback import free_port, wait_for_port
 
 
 def is_loopback(ip: str) -> bool:
@@ -92,7 +92,6 @@ def job_listeners(args: list[str], tmp_path) -> set[str]:
     return seen
 
 
-@pytest.mark.slow
 def test_local_worker_processes_talk_over_loopback(tmp_path, tiny_model_dir):
     args = ["--limit", "20", "--reference_model", str(tiny_model_dir), "--report", "false",
             "--direct_running_mode=multi_processing", "--direct_num_workers=2"]  # fmt: skip

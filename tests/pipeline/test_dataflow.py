@@ -12,7 +12,7 @@ import pytest
 from pipelines import label
 from pipelines.dataflow import JOB_FILE, hinted_steps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def docs_commands() -> list[list[str]]:

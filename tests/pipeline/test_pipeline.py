@@ -12,14 +12,12 @@ import pytest
 from hostile import LABEL_ARGS, check_output, make_hostile
 from inputs import write_jsonl
 
-from bench.common import free_port, wait_for_port
-from bench.flink_local import Pool
+from deploy.flink.cluster import Pool
 from lacy_labels.schema import SCHEMA, read_metadata, validate_table
 from pipelines import label
+from pipelines.loopback import free_port, wait_for_port
 from pipelines.outputs import read_rejects
 from pipelines.plan import usable_cores
-
-pytestmark = pytest.mark.slow
 
 
 def run(out, *args):
@@ -149,7 +147,7 @@ def test_same_rows_across_runs_runners_and_worker_counts(
     )
     saved = json.loads((tmp_path / "c/config.json").read_text())
     assert "OMP_WAIT_POLICY" not in os.environ  # the workers' environment was for the run only
-    assert saved["settings"]["threads"] == usable_cores()
+    assert saved["plan"]["threads"] == usable_cores()
     assert saved["plan"]["threads_from"].endswith("2 local workers, waiting passively")
     _, d, _ = run(  # worker threads share one spaCy (under a lock) and one model
         tmp_path / "d",
