@@ -39,10 +39,10 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Makefile and .venv). A command that writes out/labels starts from no out/labels: the docs
 # show them as alternatives, not as a sequence.
 RUN = [
-    "lacy-label --input \"corpus/*.jsonl.gz\" --output out/labels",
+    'lacy-label --input "corpus/*.jsonl.gz" --output out/labels',
     "lacy-label --input corpus/ --output out/labels --rule loss --overwrite",
     "lacy-label --config labels.toml --output out/labels --direct_running_mode=multi_processing",
-    "lacy-label --input \"corpus/*.jsonl.gz\" --output out/labels "
+    'lacy-label --input "corpus/*.jsonl.gz" --output out/labels '
     "--direct_running_mode=multi_processing --direct_num_workers=4",
     "lacy-publish out/labels --repo_id ORG/NAME --dry_run",
     "make label",
@@ -52,7 +52,7 @@ RUN = [
     "--token_budget 40000",
     "lacy-label --input heldout.jsonl --output out/heldout --threshold_from out/wiki",
     "lacy-eval --model ckpt/lacy --data out/heldout",
-    "lacy-cascade --small ckpt/lacy --prompt \"Marie Curie was born in\"",
+    'lacy-cascade --small ckpt/lacy --prompt "Marie Curie was born in"',
     "lacy-cascade --small ckpt/lacy --eval out/heldout --call_budget 0.22",
 ]
 FRESH = {"out/labels"}  # removed before a command that writes it
