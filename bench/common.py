@@ -46,3 +46,16 @@ def mean_std_table(summary: dict, metrics, digits: int = 4, first: str = "object
         cells = [f"{ms[k][0]:.{digits}f} ± {ms[k][1]:.{digits}f}" for k in metrics]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def label_docs(docs: list[dict], out: str, extra: list[str]) -> dict:
+    """Label `docs` ({"id", "text"}) with the real pipeline into `out` (its input written beside
+    it as OUT.jsonl, a previous output replaced, no report); returns the run's stats."""
+    from pipelines import label as pipeline
+
+    src = out + ".jsonl"
+    with open(src, "w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps(d) + "\n")
+    args = ["--input", src, "--output", out, "--overwrite", "--report", "false", *extra]
+    return pipeline.run(args)

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from bench.common import cpu_name, emit, mean_std_table, summarize, wiki_docs
+from bench.common import cpu_name, emit, label_docs, mean_std_table, summarize, wiki_docs
 from lacy_labels import cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,16 +51,6 @@ METRICS = (
 # that read the labels (trained once per label config; the others once).
 FACT_METRICS = tuple(m for m in METRICS if "fact" in m)
 LABEL_OBJECTIVES = ("lacy", "lacy-online", "ignore-facts")
-
-
-def label(docs: list[dict], out: str, extra: list[str]) -> None:
-    from pipelines import label as pipeline
-
-    src = out + ".jsonl"
-    with open(src, "w", encoding="utf-8") as f:
-        for d in docs:
-            f.write(json.dumps(d) + "\n")
-    pipeline.run(["--input", src, "--output", out, "--overwrite", "--report", "false", *extra])
 
 
 def leads_for_budget(token_counts: Iterable[int], budget: int, max_passes: float) -> int:
@@ -257,8 +247,8 @@ def main(argv=None) -> None:
     if args.baseline_args:
         configs[args.baseline_name] = args.baseline_args
     for name, flags in configs.items():
-        label(train, folder(out, name, "train"), flags.split())
-        label(heldout, folder(out, name, "heldout"), flags.split())
+        label_docs(train, folder(out, name, "train"), flags.split())
+        label_docs(heldout, folder(out, name, "heldout"), flags.split())
     t_label = time.time() - t0
     args.train_tokens = train_tokens(folder(out, None, "train"))
     facts_from = {n: folder(out, n, "heldout") for n in configs if n}

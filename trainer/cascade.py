@@ -25,6 +25,7 @@ import torch
 
 from lacy_labels import cli
 from lacy_labels.cli import setting
+from trainer.calls import cascade
 from trainer.checkpoint import load_checkpoint
 from trainer.data import eval_batches
 from trainer.model import call_id, separator_id
@@ -99,6 +100,30 @@ def generate(
             ids.append(nxt)
     marked, char_spans = _render(tok, ids[n_prompt:], spans, offset=n_prompt)
     return marked, char_spans, [(a - n_prompt, b - n_prompt) for a, b in spans]
+
+
+@torch.inference_mode()
+def slm_answer(small, tok, prompt: str, max_new_tokens: int = 8) -> dict:
+    """What the SLM says after `prompt` when it does not call: its <CALL> probability and its
+    uncertainty (1 - top probability without <CALL>) at the first position, and the text of its
+    greedy continuation without <CALL> (KV-cached, up to the separator)."""
+    call, eot = call_id(tok), separator_id(tok)
+    ids = torch.tensor([[eot, *tok(prompt, add_special_tokens=False)["input_ids"]]])
+    res = small(input_ids=ids, use_cache=True)
+    logits, cache = res.logits[0, -1].float(), res.cache
+    p_call = float(torch.softmax(logits, -1)[call])
+    gen, unsure = [], None
+    for step in range(max_new_tokens):
+        logits[call] = float("-inf")
+        if step == 0:
+            unsure = float(1 - torch.softmax(logits, -1).max())
+        nxt = int(logits.argmax())
+        if nxt == eot:
+            break
+        gen.append(nxt)
+        res = small(input_ids=torch.tensor([[nxt]]), cache=cache, use_cache=True)
+        logits, cache = res.logits[0, -1].float(), res.cache
+    return {"p_call": p_call, "unsure": unsure, "text": tok.decode(gen)}
 
 
 def _render(tok, ids, spans, offset):
@@ -196,8 +221,8 @@ def teacher_forced(
 def _figures(p_call, slm_ok, large_ok, fact, unsure, budget: float) -> dict:
     """Cascade figures for one fact mask: the SLM's own <CALL>, and the same budget spent where
     the SLM is least sure of its own top-1 token (a baseline that needs no <CALL> training)."""
-    ours = _cascade(p_call, slm_ok, large_ok, fact, budget)
-    base = _cascade(unsure, slm_ok, large_ok, fact, budget)
+    ours = cascade(p_call, slm_ok, large_ok, fact, budget)
+    base = cascade(unsure, slm_ok, large_ok, fact, budget)
     return {
         "slm_fact_accuracy": round(float(slm_ok[fact].mean()), 4),
         **ours,
@@ -220,26 +245,6 @@ def _facts_at(data, ids: np.ndarray, seq_len: int, eot: int, max_sequences) -> n
     if other_ids.shape != ids.shape or not np.array_equal(other_ids, ids):
         raise ValueError(f"{data}: not the same held-out token ids as the evaluated shards")
     return np.concatenate([b.is_fact.ravel() for b in parts])
-
-
-def calls_at_budget(score: np.ndarray, budget: float) -> np.ndarray:
-    """Boolean per position: the top `budget` share of positions by `score` (ties by order)."""
-    k = max(1, int(round(budget * len(score))))
-    calls = np.zeros(len(score), dtype=bool)
-    calls[np.argsort(-score, kind="stable")[:k]] = True
-    return calls
-
-
-def _cascade(score, slm_ok, large_ok, fact, budget: float) -> dict:
-    """Call the large model on the top `budget` share of positions by `score`."""
-    calls = calls_at_budget(score, budget)
-    ok = np.where(calls, large_ok, slm_ok)
-    return {
-        "cascade_fact_accuracy": round(float(ok[fact].mean()), 4),
-        "cascade_accuracy": round(float(ok.mean()), 4),
-        "call_rate": round(float(calls.mean()), 4),
-        "calls_on_facts": round(float(fact[calls].mean()), 4),
-    }
 
 
 @dataclass

@@ -170,7 +170,9 @@ def test_continued_pretraining_from_smollm2_and_the_cascade_loads_it(shards, tmp
     from trainer import train
     from trainer.cascade import generate, load_large
     from trainer.checkpoint import load_checkpoint
+    from trainer.data import eval_batches
     from trainer.evaluate import evaluate
+    from trainer.objectives import nll_without_call
 
     out = tmp_path / "smol"
     assert train.main(["--data", str(shards), "--output", str(out), "--init", "smollm2",
@@ -180,7 +182,14 @@ def test_continued_pretraining_from_smollm2_and_the_cascade_loads_it(shards, tmp
     assert small.config.vocab_size == len(tok) == 49153 and call_id(tok) == 49152
     assert small.config.num_hidden_layers == 30  # SmolLM2-135M, not a preset
     metrics = evaluate(small, tok, shards, seq_len=32, max_sequences=4)
-    assert 0 <= metrics["call_rate"] <= 1 and metrics["nll"] > 0
+    (b,) = eval_batches(shards, 32, separator_id(tok), 8, 4)  # the same 4 sequences, by hand
+    with torch.no_grad():
+        logits = small(input_ids=torch.from_numpy(b.input_ids)).logits.float()
+    calls = (logits.argmax(-1) == call_id(tok)).float().mean()
+    keep = ~torch.from_numpy(b.delegate)
+    nll = nll_without_call(logits, torch.from_numpy(b.targets), call_id(tok))[keep].mean()
+    assert metrics["targets"] == 4 * 32 and metrics["call_rate"] == round(float(calls), 4)
+    assert metrics["nll"] == pytest.approx(float(nll), abs=1e-4)
     large, _ = load_large(None)
     text, spans, _ = generate(small, tok, large, "Marie Curie was born in", max_new_tokens=4)
     assert text.strip()  # the continuation (SmolLM2 taught 2 steps still writes " Poland, ...")

@@ -55,7 +55,7 @@ RUN = [
     'lacy-cascade --small ckpt/lacy --prompt "Marie Curie was born in"',
     "lacy-cascade --small ckpt/lacy --eval out/heldout --call_budget 0.22",
 ]
-FRESH = {"out/labels"}  # removed before a command that writes it
+FRESH = {"out/labels"}  # removed before a lacy-label command that writes it
 
 # What does not run here, and what runs it instead (a pattern on the command -> why).
 ELSEWHERE = {
@@ -110,8 +110,10 @@ def write_corpus(ws: Path) -> None:
             f.writelines(json.dumps(d) + "\n" for d in docs[i * 6 : i * 6 + 6])
     (ws / "heldout.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[12:]))
     (ws / "labels.toml").write_text('input = "corpus/"\nrule = "lacy"\nfact_quantile = 0.4\n')
+    installed = (ROOT / ".venv/.lacy-installed").stat().st_mtime
     for name in ("Makefile", "requirements.txt", "requirements-assets.txt", "pyproject.toml"):
-        shutil.copy2(ROOT / name, ws / name)
+        shutil.copy2(ROOT / name, ws / name)  # older than the set-up: make does not redo it
+        os.utime(ws / name, (installed - 1, installed - 1))
     (ws / ".venv").symlink_to(ROOT / ".venv")
 
 
@@ -125,7 +127,7 @@ def test_documented_commands_run_as_written(tmp_path):
     outputs = {}
     for command in RUN:
         for path in FRESH:
-            if path in command.split():
+            if command.startswith("lacy-label") and path in command.split():
                 shutil.rmtree(ws / path, ignore_errors=True)
         done = subprocess.run(
             ["bash", "-c", command], cwd=ws, env=env, capture_output=True, text=True, timeout=900

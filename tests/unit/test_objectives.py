@@ -222,13 +222,13 @@ def test_teacher_forced_scores_another_fact_set_on_the_same_positions(tmp_path):
 
 
 def test_cascade_spends_the_budget_on_the_highest_scores():
-    from trainer.cascade import _cascade
+    from trainer.calls import cascade
 
     score = np.array([0.9, 0.1, 0.8, 0.2, 0.5])
     slm_ok = np.array([0, 1, 0, 1, 0], dtype=bool)
     large_ok = np.array([1, 1, 0, 0, 1], dtype=bool)
     fact = np.array([1, 0, 1, 0, 1], dtype=bool)
-    got = _cascade(score, slm_ok, large_ok, fact, budget=0.4)  # 2 calls: positions 0 and 2
+    got = cascade(score, slm_ok, large_ok, fact, budget=0.4)  # 2 calls: positions 0 and 2
     assert got == {
         "cascade_fact_accuracy": round(1 / 3, 4),  # facts 0 (large: right), 2 and 4 wrong
         "cascade_accuracy": 0.6,  # 0 (large), 1 and 3 (slm) right

@@ -1,0 +1,5 @@
+"""`python -m bench.factworld`."""
+
+from bench.factworld.run import main
+
+main()
