@@ -51,6 +51,8 @@ class Runtime:
 
 
 def runtime(cfg: LabelConfig, beam_args: list[str]) -> Runtime:
+    """The run's `Runtime`: Beam's options (lacy's Flink job server added), the cluster checked,
+    the local workers' environment and the torch threads they will see."""
     opts = beam_options(beam_args)
     beam_args = beam_args + flink.add_job_server(opts)  # saved in config.json too
     flink.check_master(opts)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from lacy_labels.cli import setting
 from lacy_labels.reference import DEFAULT_MODEL
 from trainer.data import MAX_SHARD_BYTES
@@ -120,8 +118,10 @@ def lr_at(step: int, cfg: TrainConfig, world: int = 1) -> float:
     )
 
 
-def optimizer(model, cfg: TrainConfig, fused: bool) -> torch.optim.AdamW:
+def optimizer(model, cfg: TrainConfig, fused: bool):
     """AdamW with weight decay on matrices only (not on norms and biases)."""
+    import torch
+
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     return torch.optim.AdamW(

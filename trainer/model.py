@@ -4,6 +4,7 @@ vocabulary. `build_slm` is the one place an SLM is put together for training."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,9 +147,9 @@ class SLM:
         """`<CALL>`'s row in the model's output (its id, or its compact row)."""
         return self.vocab.call_row if self.vocab is not None else self.call
 
-    @property
+    @functools.cached_property
     def lut(self):
-        """token id -> model row (a numpy array), or None on the full vocabulary."""
+        """token id -> model row (a numpy array, built once), or None on the full vocabulary."""
         return self.vocab.lut if self.vocab is not None else None
 
     def full_vocabulary(self):
