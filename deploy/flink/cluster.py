@@ -45,12 +45,18 @@ class Cluster:
         return ["--runner=FlinkRunner", f"--flink_master=localhost:{self.port}", *extra]
 
     def jvm_pids(self) -> list[int]:
-        """JobManager and TaskManager processes, from the pid files `up` wrote."""
-        return [int(p) for f in (self.run_dir / "pid").glob("*.pid") for p in f.read_text().split()]
+        """This cluster's live JobManager and TaskManager processes, from the pid files `up`
+        wrote: a pid whose process is no longer this cluster's JVM (a killed TaskManager's,
+        reused by another process) is left out, as flink.sh's `ours` does."""
+        return [p for f in (self.run_dir / "pid").glob("*.pid") for p in self._ours(f)]
 
     def taskmanager_pids(self) -> list[int]:
-        path = self.run_dir / "pid" / "flink-lacy-taskexecutor.pid"
-        return [int(p) for p in path.read_text().split()] if path.exists() else []
+        return self._ours(self.run_dir / "pid" / "flink-lacy-taskexecutor.pid")
+
+    def _ours(self, pid_file: Path) -> list[int]:
+        pids = [int(p) for p in pid_file.read_text().split()] if pid_file.exists() else []
+        conf = f"--configDir {self.run_dir}/conf"
+        return [p for p in pids if _is_jvm_of(p, conf)]
 
     def last_job(self) -> dict:
         jobs = self.get("/jobs/overview")["jobs"]
@@ -101,3 +107,12 @@ class Pool:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+def _is_jvm_of(pid: int, conf: str) -> bool:
+    """True if `pid` is a Flink JVM started with this cluster's configuration folder."""
+    try:
+        cmd = " ".join(psutil.Process(pid).cmdline())
+    except psutil.Error:
+        return False
+    return "java" in cmd and "org.apache.flink." in cmd and conf in cmd
