@@ -8,7 +8,7 @@ losses) -> rules (delegate) -> schema (Arrow rows). The public API is one import
 Names are imported on first use, so `import lacy_labels` stays light (no spaCy, no torch).
 """
 
-import importlib
+from lacy_labels.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -37,12 +37,4 @@ _API = {
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'lacy_labels' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+__getattr__, __dir__ = lazy_exports(__name__, _API)

@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 TIERS = ("unit", "pipeline", "cluster")
-HEAVY_FIXTURES = ("reference", "shards")  # the real SmolLM2; a labelling run
+HEAVY_FIXTURES = ("reference", "shards", "label_leads")  # the real SmolLM2; labelling runs
 
 
 def tier_of(path: Path) -> str:
@@ -133,24 +133,23 @@ def tiny_model_dir(tmp_path_factory, smol_tok):
 
 
 @pytest.fixture(scope="session")
-def shards(tmp_path_factory, tiny_model_dir):
-    """A small labelled output (20 leads, the tiny reference model) for trainer tests."""
+def label_leads(tiny_model_dir):
+    """`label_leads(out, limit, *flags)`: lacy-label on the first `limit` shipped leads with the
+    tiny reference model, written to `out` (returned)."""
     from pipelines import label
 
-    out = tmp_path_factory.mktemp("shards") / "out"
-    label.run(
-        [
-            "--output",
-            str(out),
-            "--limit",
-            "20",
-            "--reference_model",
-            str(tiny_model_dir),
-            "--report",
-            "false",
-        ]
-    )
-    return out
+    def run(out, limit: int, *flags):
+        model = ["--reference_model", str(tiny_model_dir)]
+        label.run(["--output", str(out), "--limit", str(limit), *model, *map(str, flags)])
+        return out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory, label_leads):
+    """A small labelled output (20 leads, the tiny reference model) for trainer tests."""
+    return label_leads(tmp_path_factory.mktemp("shards") / "out", 20, "--report", "false")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ model the `<CALL>` token, `GroundTruthBudget` logs the paper's accounting in a T
 and `load_checkpoint` a trained one.
 Imported on first use, so `import trainer` stays light."""
 
-import importlib
+from lacy_labels.lazy import lazy_exports
 
 _API = {
     "LacyLoss": "trainer.objectives",
@@ -36,8 +36,4 @@ _API = {
 }
 __all__ = sorted(_API)
 
-
-def __getattr__(name: str):
-    if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'trainer' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _API)

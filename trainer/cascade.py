@@ -56,6 +56,25 @@ def _starts_word(piece: str) -> bool:
     return piece[:1] in ("Ġ", "Ċ", " ", "\n") or not piece[:1].isalnum()
 
 
+class _Reader:
+    """One model reading a growing list of ids with its KV cache: each call feeds only the ids
+    it has not seen yet and returns the logits after the last one. The SLM and the large model
+    each keep one, so a cascade step costs one new token per model, not the whole prefix."""
+
+    def __init__(self, model):
+        self.model, self.cache, self.fed = model, None, 0
+
+    def next_logits(self, ids: list[int]) -> torch.Tensor:
+        new = torch.tensor([ids[self.fed :]])
+        res = self.model(input_ids=new, cache=self.cache, use_cache=True)
+        self.cache, self.fed = res.cache, len(ids)
+        return res.logits[0, -1].float()
+
+
+def _prompt_ids(tok, prompt: str) -> list[int]:
+    return [separator_id(tok), *tok(prompt, add_special_tokens=False)["input_ids"]]
+
+
 @torch.inference_mode()
 def generate(
     small,
@@ -72,12 +91,12 @@ def generate(
     budget); `call_logit_fn(step, logits)` may edit the SLM's logits (tests force calls).
     Returns (marked text, character spans, token spans) of what the large model wrote; token
     spans count generated tokens."""
-    call = call_id(tok)
-    eot = separator_id(tok)
-    ids = [eot, *tok(prompt, add_special_tokens=False)["input_ids"]]
+    call, eot = call_id(tok), separator_id(tok)
+    ids = _prompt_ids(tok, prompt)
     n_prompt, spans, rq = len(ids), [], RunningQuantile(budget)
+    slm, big = _Reader(small), _Reader(large)
     while len(ids) - n_prompt < max_new_tokens:
-        logits = small(input_ids=torch.tensor([ids])).logits[0, -1].float()
+        logits = slm.next_logits(ids)
         if call_logit_fn is not None:
             logits = call_logit_fn(len(ids) - n_prompt, logits.clone())
         p_call = float(torch.softmax(logits, -1)[call])
@@ -85,7 +104,7 @@ def generate(
         if calls:
             start = len(ids)
             for j in range(max_call_tokens):
-                nxt = int(large(input_ids=torch.tensor([ids])).logits[0, -1].argmax())
+                nxt = int(big.next_logits(ids).argmax())
                 if nxt == eot or (j > 0 and _starts_word(tok.convert_ids_to_tokens(nxt))):
                     break
                 ids.append(nxt)
@@ -106,13 +125,11 @@ def generate(
 def slm_answer(small, tok, prompt: str, max_new_tokens: int = 8) -> dict:
     """What the SLM says after `prompt` when it does not call: its <CALL> probability and its
     uncertainty (1 - top probability without <CALL>) at the first position, and the text of its
-    greedy continuation without <CALL> (KV-cached, up to the separator)."""
+    greedy continuation without <CALL> (up to the separator)."""
     call, eot = call_id(tok), separator_id(tok)
-    ids = torch.tensor([[eot, *tok(prompt, add_special_tokens=False)["input_ids"]]])
-    res = small(input_ids=ids, use_cache=True)
-    logits, cache = res.logits[0, -1].float(), res.cache
-    p_call = float(torch.softmax(logits, -1)[call])
-    gen, unsure = [], None
+    ids, slm = _prompt_ids(tok, prompt), _Reader(small)
+    logits = slm.next_logits(ids)
+    p_call, start, unsure = float(torch.softmax(logits, -1)[call]), len(ids), None
     for step in range(max_new_tokens):
         logits[call] = float("-inf")
         if step == 0:
@@ -120,10 +137,9 @@ def slm_answer(small, tok, prompt: str, max_new_tokens: int = 8) -> dict:
         nxt = int(logits.argmax())
         if nxt == eot:
             break
-        gen.append(nxt)
-        res = small(input_ids=torch.tensor([[nxt]]), cache=cache, use_cache=True)
-        logits, cache = res.logits[0, -1].float(), res.cache
-    return {"p_call": p_call, "unsure": unsure, "text": tok.decode(gen)}
+        ids.append(nxt)
+        logits = slm.next_logits(ids)
+    return {"p_call": p_call, "unsure": unsure, "text": tok.decode(ids[start:])}
 
 
 def _render(tok, ids, spans, offset):

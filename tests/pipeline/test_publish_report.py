@@ -8,26 +8,13 @@ import subprocess
 
 import pytest
 
-from pipelines import label, publish
+from pipelines import publish
 from pipelines.report import write_report
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory, tiny_model_dir):
-    out = tmp_path_factory.mktemp("pub") / "out"
-    label.run(
-        [
-            "--output",
-            str(out),
-            "--limit",
-            "12",
-            "--reference_model",
-            str(tiny_model_dir),
-            "--shard_chars",
-            "4096",
-        ]
-    )
-    return out
+def labelled(tmp_path_factory, label_leads):
+    return label_leads(tmp_path_factory.mktemp("pub") / "out", 12, "--shard_chars", "4096")
 
 
 def test_dataset_card_and_load_dataset(labelled):
