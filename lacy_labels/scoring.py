@@ -4,7 +4,8 @@ Documents are cut into windows of at most `window` positions; a window after the
 `min_context` positions before the first token it scores, so every token keeps at least that much
 left context and memory stays bounded for any document length. Windows of many documents are
 sorted by length and batched under a token budget (little compute goes to padding); the vocabulary
-projection runs in row chunks so that logits for a whole batch never sit in memory at once.
+projection runs in row chunks so that logits for a whole batch never sit in memory at once
+(lacy_labels.head: fp32 logits, or bf16 ones centred on the target on CPU).
 
 Because the head is recomputed here (the backbone's hidden states times the output embeddings),
 the logit post-processing some families apply in their forward is applied too (Granite's
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lacy_labels.head import logits_postprocess, make_head
 from lacy_labels.reference import Reference
 
 log = logging.getLogger("lacy")
@@ -37,27 +39,6 @@ def default_batch_tokens(device_type: str) -> int:
     """The forward batch size (padded positions) a device gets unless one is set: CPU batches
     stay cache-sized; a GPU needs large batches to be busy."""
     return BATCH_TOKENS.get(str(device_type).split(":")[0], BATCH_TOKENS["cuda"])
-
-
-def logits_postprocess(config):
-    """What a causal-LM forward does to `lm_head(hidden)` before returning logits, for the
-    families transformers ships that do anything (identity otherwise)."""
-    import torch
-
-    scaling = getattr(config, "logits_scaling", None)  # Granite: logits / logits_scaling
-    scale = getattr(config, "logit_scale", None)  # Cohere: logits * logit_scale
-    cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2/3: cap * tanh(logits / cap)
-
-    def post(logits):
-        if scaling:
-            logits = logits / scaling
-        if scale:
-            logits = logits * scale
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
-
-    return post
 
 
 @dataclass(frozen=True)
@@ -118,23 +99,14 @@ class Scorer:
     """Scores token-id arrays with a loaded reference model."""
 
     def __init__(self, ref: Reference, config: ScoreConfig = ScoreConfig(), check: bool = True):
-        import torch
 
         self.ref = ref
         self.config = config
         self.context = config.context()
         self.backbone = ref.model.base_model
-        self.head = ref.model.get_output_embeddings()
-        self.post = logits_postprocess(ref.model.config)
+        self.head = make_head(ref.model, logits_postprocess(ref.model.config))
         self.device = next(ref.model.parameters()).device
         self.batch_tokens = config.batch_tokens or default_batch_tokens(self.device.type)
-        self.head32 = None
-        weight = self.head.weight
-        if weight.dtype != torch.float32:  # reduced precision: an fp32 head (see _head)
-            bias = getattr(self.head, "bias", None)
-            self.head32 = (weight.float(), None if bias is None else bias.float())
-            if self.device.type == "cuda":
-                enable_tf32_matmul()
         if check:
             self.check_against_forward()
 
@@ -235,9 +207,7 @@ class Scorer:
         loss = torch.empty(len(tgt), dtype=torch.float32, device=self.device)
         step = self.config.row_chunk
         for i in range(0, len(tgt), step):
-            logits = self.post(self._head(h[i : i + step]))
-            picked = logits.gather(1, tgt[i : i + step, None])[:, 0]
-            loss[i : i + step] = logsumexp_(logits) - picked
+            loss[i : i + step] = self.head.losses(h[i : i + step], tgt[i : i + step])
         return loss
 
     def _to_device(self, a: np.ndarray):
@@ -248,28 +218,6 @@ class Scorer:
         if self.device.type != "cuda":
             return t
         return t.pin_memory().to(self.device, non_blocking=True)
-
-    def _head(self, h):
-        """fp32 logits for a chunk of rows. A reduced-precision model's head runs on an fp32 copy
-        of its weight (on CUDA through TF32, exact for bf16-valued inputs), so the log-sum-exp
-        sees fp32 logits rather than logits rounded to the model's dtype."""
-        import torch
-
-        if self.head32 is None:
-            return self.head(h).float()
-        return torch.nn.functional.linear(h.float(), *self.head32)
-
-
-def enable_tf32_matmul() -> None:
-    """Let CUDA fp32 matmuls run on TF32 tensor cores, for the whole process, once, when a
-    reduced-precision scorer is built (never toggled per call: threads of one process share a
-    model). For the fp32 head over bf16-valued inputs TF32 is exact (TF32 keeps 10 mantissa
-    bits, bf16 has 7); a scoring worker runs no other fp32 matmul that it could change."""
-    import torch
-
-    if not torch.backends.cuda.matmul.allow_tf32:
-        log.info("reduced-precision scoring on CUDA: TF32 matmuls on for this process")
-        torch.backends.cuda.matmul.allow_tf32 = True
 
 
 def forward_losses(model, seq):
@@ -284,10 +232,3 @@ def forward_losses(model, seq):
         lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
         return -lp.gather(1, ids[0, 1:, None])[:, 0]
 
-
-def logsumexp_(x):
-    """torch.logsumexp over the last dimension, computed in x's own memory (x is overwritten):
-    the same operations as torch's, without a second logits-sized temporary per chunk."""
-    m = x.amax(dim=-1, keepdim=True)
-    m.masked_fill_(m.abs() == float("inf"), 0)
-    return x.sub_(m).exp_().sum(dim=-1).log_().add_(m[:, 0])

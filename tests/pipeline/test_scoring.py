@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from lacy_labels.head import logsumexp_
 from lacy_labels.kernels import onednn_available, set_linear_kernel
 from lacy_labels.reference import convert_gguf, smollm2_gguf_path
-from lacy_labels.scoring import ScoreConfig, Scorer, logsumexp_, plan_windows
+from lacy_labels.scoring import ScoreConfig, Scorer, plan_windows
 from lacy_labels.tokens import encode_batch
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="no oneDNN in this torch build")

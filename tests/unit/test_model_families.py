@@ -57,7 +57,7 @@ def test_losses_equal_the_models_own_forward(family, tmp_path, smol_tok, wiki_do
 def test_granites_scaling_matters_so_the_check_is_not_vacuous(tmp_path, smol_tok):
     ref = load_reference(str(save_tiny(tmp_path / "g", "granite", smol_tok)))
     scorer = Scorer(ref)
-    scorer.post = lambda logits: logits  # what the scorer did before: the head alone
+    scorer.head.post = lambda logits: logits  # what the scorer did before: the head alone
     with pytest.raises(ValueError, match="'granite' is not supported"):
         scorer.check_against_forward()
 
@@ -79,15 +79,43 @@ def test_unknown_logit_postprocessing_is_refused(tmp_path, smol_tok):
         Scorer(type(ref)(odd.eval(), ref.tokenizer, ref.start_token_id, ref.identity))
 
 
-def test_reduced_precision_scores_with_an_fp32_head(tmp_path, smol_tok, wiki_docs):
-    """bf16 weights, fp32 loss: the head runs on an fp32 copy of its weight, so the losses are
-    nearer the fp32 model's than the bf16 model's own forward (whose logits are bf16) is."""
+def test_reduced_precision_keeps_fp32_losses(tmp_path, smol_tok, wiki_docs):
+    """bf16 weights, fp32-honest losses: on CPU the head's logits are centred on the target (see
+    lacy_labels.head), so the losses are nearer the fp32 model's than the bf16 model's own
+    forward (whose logits are rounded to bf16) is."""
     path = str(save_tiny(tmp_path / "l", "llama", smol_tok))
     ref32, ref16 = load_reference(path), load_reference(path, dtype="bfloat16")
     s32, s16 = Scorer(ref32), Scorer(ref16)
-    assert s32.head32 is None and s16.head32[0].dtype == torch.float32
+    assert (s32.head.kind, s16.head.kind) == ("fp32", "bf16-centred")
     doc = np.asarray(smol_tok(wiki_docs[1]["text"], add_special_tokens=False)["input_ids"][:200])
     want = s32.score([doc])[0]
     ours = np.abs(s16.score([doc])[0] - want).mean()
     own = np.abs(own_losses(ref16, s16.sequences([doc])[0]) - want).mean()
     assert ours < own
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_centred_bf16_head_error_stays_relative_to_the_loss(bias):
+    """The centred head against float64 logits of the same bf16 inputs: every row's error is
+    within 2^-8 of its loss (plus one nat), and on likely targets (loss under 3 nats, most of
+    real text) it is a small part of the plain bf16 head's (logits rounded, then log-sum-exp)."""
+    from lacy_labels.head import CentredHead, FullHead, logits_postprocess
+
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(64, 3000, bias=bias).bfloat16()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3000, 64, generator=g) * 0.6)
+    h = torch.randn(256, 64, generator=g).bfloat16()
+    logits = h.double() @ layer.weight.double().T + (layer.bias.double() if bias else 0)
+    t = logits.topk(4, -1).indices[torch.arange(256), torch.randint(0, 4, (256,), generator=g)]
+    t[::4] = torch.randint(0, 3000, (64,), generator=g)  # a quarter of unlikely targets
+    exact = torch.logsumexp(logits, -1) - logits.gather(1, t[:, None])[:, 0]
+    with torch.inference_mode():
+        centred = CentredHead(layer).losses(h, t).double()
+        plain = layer(h).float()
+        plain = (torch.logsumexp(plain, -1) - plain.gather(1, t[:, None])[:, 0]).double()
+        full = FullHead(layer, logits_postprocess(object())).losses(h, t).double()
+    err, likely = (centred - exact).abs(), exact < 3
+    assert (err <= 2**-8 * (exact + 1)).all()
+    assert likely.sum() > 100 and err[likely].mean() < 0.2 * (plain - exact)[likely].abs().mean()
+    assert (full - exact).abs().max() < 1e-3  # the fp32 head over the same inputs
