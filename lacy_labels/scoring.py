@@ -231,4 +231,3 @@ def forward_losses(model, seq):
     with torch.inference_mode():
         lp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
         return -lp.gather(1, ids[0, 1:, None])[:, 0]
-
