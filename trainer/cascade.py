@@ -62,13 +62,16 @@ class _Reader:
     each keep one, so a cascade step costs one new token per model, not the whole prefix."""
 
     def __init__(self, model):
-        self.model, self.cache, self.fed = model, None, 0
+        self.model, self.cache, self.fed, self.last = model, None, 0, None
 
     def next_logits(self, ids: list[int]) -> torch.Tensor:
-        new = torch.tensor([ids[self.fed :]])
-        res = self.model(input_ids=new, cache=self.cache, use_cache=True)
-        self.cache, self.fed = res.cache, len(ids)
-        return res.logits[0, -1].float()
+        """Logits after ids[-1]; with no new ids since the last call, that call's again (the
+        large model is asked twice at one position when the SLM calls right after a span)."""
+        if len(ids) > self.fed:
+            new = torch.tensor([ids[self.fed :]], dtype=torch.long)
+            res = self.model(input_ids=new, cache=self.cache, use_cache=True)
+            self.cache, self.fed, self.last = res.cache, len(ids), res.logits[0, -1].float()
+        return self.last.clone()
 
 
 def _prompt_ids(tok, prompt: str) -> list[int]:
