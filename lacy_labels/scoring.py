@@ -15,15 +15,12 @@ probe, refusing a model whose forward does something else."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from lacy_labels.head import logits_postprocess, make_head
 from lacy_labels.reference import Reference
-
-log = logging.getLogger("lacy")
 
 PROBE_TEXTS = (
     "Ada Lovelace was born in London on 10 December 1815.",
@@ -99,7 +96,6 @@ class Scorer:
     """Scores token-id arrays with a loaded reference model."""
 
     def __init__(self, ref: Reference, config: ScoreConfig = ScoreConfig(), check: bool = True):
-
         self.ref = ref
         self.config = config
         self.context = config.context()
